@@ -1,0 +1,78 @@
+"""Console entry points: ``translate-train`` and ``translate-test`` (Hydra apps)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import List
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from translate.errors import USER_ERRORS
+
+log = logging.getLogger("translate")
+
+
+def config_dir() -> str:
+    """The YAML configs: inside the installed package, or ``conf/`` of a source checkout (editable install)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf")
+
+
+def _fail(app: str, err: BaseException) -> None:
+    print(f"{app}: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _resume_argv(args: List[str]) -> List[str]:
+    """``resume=<run dir or checkpoint>`` continues that run in its own directory with the overrides it
+    was started with; overrides given now come after them and win."""
+    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if not resume:
+        return args
+    path = Path(resume).expanduser()
+    run_dir = path if path.is_dir() else path.parent.parent
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return args
+    previous = [o for o in OmegaConf.load(saved) if not o.startswith(("resume=", "hydra.run.dir="))]
+    return [*previous, *args, f"hydra.run.dir={run_dir}"]
+
+
+def _train_task(cfg: DictConfig) -> None:
+    from translate.config import validate
+    from translate.engine import Trainer
+
+    try:
+        typed = validate(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        OmegaConf.save(typed, run_dir / "config.yaml")
+        Trainer(typed, run_dir).fit()
+    except USER_ERRORS as err:
+        _fail("translate-train", err)
+
+
+def _test_task(cfg: DictConfig) -> None:
+    from translate.testing import run_test
+
+    try:
+        out = run_test(cfg)
+    except USER_ERRORS as err:
+        _fail("translate-test", err)
+    print(f"translate-test: wrote {out}")
+
+
+_train_main = hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")(_train_task)
+_test_main = hydra.main(config_path=config_dir(), config_name="test", version_base="1.3")(_test_task)
+
+
+def train() -> None:
+    sys.argv = [sys.argv[0], *_resume_argv(sys.argv[1:])]
+    _train_main()
+
+
+def test() -> None:
+    _test_main()

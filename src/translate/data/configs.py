@@ -1,0 +1,59 @@
+"""Typed schemas of the ``data`` config group, one per dataset kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from translate.config import Choice
+
+
+class Preprocess(Choice):
+    resize_and_crop = "resize_and_crop"
+    crop = "crop"
+    scale_width = "scale_width"
+    scale_width_and_crop = "scale_width_and_crop"
+    none = "none"
+
+
+class Direction(Choice):
+    AtoB = "AtoB"
+    BtoA = "BtoA"
+
+
+@dataclass
+class MNISTDataConfig:
+    """torchvision's MNIST (``bundled: true`` reads the small real subset shipped in the package)."""
+
+    name: str = "mnist"
+    kind: str = "mnist"
+    root: str = "./data"
+    download: bool = True
+    bundled: bool = False
+    image_size: int = 32
+    max_dataset_size: Optional[int] = None
+    num_workers: int = 2
+
+
+@dataclass
+class ImageDataConfig:
+    """Folders of images: ``aligned`` pairs, ``unaligned`` A/B collections, or a ``single`` folder.
+
+    After ``direction`` is applied, A is always the network input (``input_nc`` channels) and B the
+    target (``output_nc`` channels), as in the reference implementation.
+    """
+
+    name: str = "images"
+    kind: str = "aligned"
+    root: str = "???"
+    download: bool = False
+    load_size: int = 286
+    crop_size: int = 256
+    preprocess: Preprocess = Preprocess.resize_and_crop
+    flip: bool = True
+    direction: Direction = Direction.AtoB
+    input_nc: int = 3
+    output_nc: int = 3
+    max_dataset_size: Optional[int] = None
+    serial_batches: bool = False
+    num_workers: int = 4

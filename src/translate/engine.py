@@ -1,0 +1,331 @@
+"""The training engine: one loop for every model.
+
+It owns seeding, devices, mixed precision, channels_last and compilation, epochs and steps, learning-rate
+schedules, the progress bar, TensorBoard, checkpoints and exact resume. Models plug in through
+``translate.models.base.GANModel``; nothing here knows which model it trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from translate.data import build_dataset, find_dataset_split
+from translate.data.sampling import EpochSampler
+from translate.models import build_model
+from translate.models.base import GANModel, Optimization
+from translate.schedulers import build_scheduler
+from translate.visuals import rows_to_grid, save_png
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says where and what to do."""
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    accelerator = str(accelerator)
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[accelerator]:
+        raise TrainingError(f"device={accelerator} was requested but this machine has none; use device=auto or device=cpu")
+    return torch.device(accelerator)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def move_to(batch: Any, device: torch.device, channels_last: bool) -> Any:
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
+    if isinstance(batch, dict):
+        return {k: move_to(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
+class _EngineOptimization(Optimization):
+    """Backward and update for one named optimiser, with AMP and an optional gradient scaler."""
+
+    def __init__(self, model: GANModel, optimizers: Dict[str, torch.optim.Optimizer], device: torch.device, amp: str) -> None:
+        self.model = model
+        self.optimizers = optimizers
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.device_type = device.type
+        # Gradients of fp16 activations underflow without loss scaling; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.track_norms = False
+        self.grad_norms: Dict[str, torch.Tensor] = {}
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.track_norms:
+            self.scaler.unscale_(optimizer)
+            for net_name in self.model.optimizer_groups[name]:
+                grads = [p.grad.detach().float().norm() for p in self.model.networks[net_name].parameters() if p.grad is not None]
+                if grads:
+                    self.grad_norms[net_name] = torch.stack(grads).norm()
+        self.scaler.step(optimizer)
+
+
+class Trainer:
+    """Train ``cfg.model`` on ``cfg.data``, writing checkpoints, TensorBoard events and samples to ``run_dir``."""
+
+    def __init__(self, cfg: Any, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.device = resolve_device(cfg.device.accelerator)
+        self.channels_last = bool(cfg.device.channels_last) and self.device.type != "mps"
+        self._stop_signal: Optional[int] = None
+
+    def _build(self) -> None:
+        cfg, tr = self.cfg, self.cfg.trainer
+        seed_everything(cfg.seed, cfg.device.deterministic)
+        self.dataset = build_dataset(cfg.data, "train", train=True)
+        if len(self.dataset) < tr.batch_size:
+            raise TrainingError(
+                f"trainer.batch_size={tr.batch_size} is larger than the dataset ({len(self.dataset)} images in "
+                f"{cfg.data.root}); use trainer.batch_size<={len(self.dataset)}"
+            )
+        self.sampler = EpochSampler(len(self.dataset), cfg.seed, shuffle=not cfg.data.get("serial_batches", False))
+        workers = int(cfg.data.num_workers)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=tr.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        self.steps_per_epoch = math.ceil(len(self.dataset) / tr.batch_size)
+        self.total_epochs = tr.n_epochs + tr.n_epochs_decay
+        total = self.total_epochs * self.steps_per_epoch
+        self.total_steps = min(total, tr.max_steps) if tr.max_steps is not None else total
+
+        self.model = build_model(cfg.model, self.dataset.info).to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        optim = cfg.model.optim
+        self.optimizers = {
+            name: torch.optim.Adam(
+                [p for n in nets for p in self.model.networks[n].parameters()],
+                lr=optim.lr,
+                betas=(optim.beta1, optim.beta2),
+                weight_decay=optim.weight_decay,
+            )
+            for name, nets in self.model.optimizer_groups.items()
+        }
+        self.schedulers = {name: build_scheduler(opt, tr) for name, opt in self.optimizers.items()}
+        self.opt = _EngineOptimization(self.model, self.optimizers, self.device, str(cfg.device.amp))
+        if cfg.device.compile:
+            for net in self.model.networks.values():
+                net.compile()
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.visual_batch = self._visual_batch()
+
+    def _visual_batch(self) -> Any:
+        """A fixed batch for the image grid: the first images of the validation split if there is one."""
+        split = find_dataset_split(self.cfg.data, ("val", "test")) or "train"
+        dataset = build_dataset(self.cfg.data, split, train=False)
+        n = min(4, len(dataset))
+        return move_to(next(iter(DataLoader(dataset, batch_size=n, sampler=range(n)))), self.device, self.channels_last)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def _state(self) -> Dict[str, Any]:
+        return {
+            "model": self.cfg.model.name,
+            "info": dict(self.dataset.info),
+            "networks": {name: net.state_dict() for name, net in self.model.networks.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "scaler": self.opt.scaler.state_dict(),
+            "extra": self.model.extra_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": capture_rng(),
+            "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
+        }
+
+    def save(self, *names: str) -> Path:
+        state = self._state()
+        for name in names:
+            save_checkpoint(state, self.ckpt_dir / name)
+        self._prune()
+        return self.ckpt_dir / names[0]
+
+    def _prune(self) -> None:
+        keep = self.cfg.trainer.keep_last_n
+        if keep is None:
+            return
+        epochs = sorted(self.ckpt_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        for old in epochs[: max(0, len(epochs) - keep)]:
+            old.unlink(missing_ok=True)
+
+    def _resume(self, path: str) -> None:
+        state = load_checkpoint(path)
+        if state.get("model") != self.cfg.model.name:
+            raise CheckpointError(
+                f"resume={path} holds a {state.get('model')!r} model but this run is model={self.cfg.model.name}; "
+                f"resume it with model={state.get('model')}"
+            )
+        for name, net in self.model.networks.items():
+            try:
+                net.load_state_dict(state["networks"][name])
+            except (KeyError, RuntimeError) as err:
+                raise CheckpointError(
+                    f"resume={path}: network {name} does not match this config's architecture "
+                    f"({str(err).splitlines()[0][:200]}); resume with the config the run was trained with"
+                ) from None
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        self.opt.scaler.load_state_dict(state["scaler"])
+        self.model.load_extra_state(state["extra"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        restore_rng(state["rng"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1, self.batch_in_epoch)
+
+    # -- logging -----------------------------------------------------------------------------------
+
+    def _open_writer(self) -> Any:
+        if not self.cfg.logger.enabled:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crashed run wrote after its last checkpoint, so curves do not fork.
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
+
+    def _log_scalars(self, writer: Any, losses: Dict[str, float]) -> None:
+        if writer is None:
+            return
+        for key, value in losses.items():
+            writer.add_scalar(f"train/{key}", value, self.step)
+        for name, norm in self.opt.grad_norms.items():
+            writer.add_scalar(f"train/grad_norm/{name}", norm.item(), self.step)
+        for name, opt in self.optimizers.items():
+            writer.add_scalar(f"train/lr/{name}", opt.param_groups[0]["lr"], self.step)
+
+    def _log_images(self, writer: Any, png_name: Optional[str] = None) -> None:
+        self.model.eval()
+        grid = rows_to_grid(self.model.visuals(self.visual_batch))
+        self.model.train()
+        if writer is not None:
+            writer.add_image("train/visuals", grid, self.step)
+        if png_name:
+            save_png(grid, self.run_dir / "samples" / png_name)
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _end_epoch(self) -> None:
+        for sched in self.schedulers.values():
+            sched.step()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        names = ["latest.pt"]
+        if self.epoch % self.cfg.trainer.save_every_n_epochs == 0:
+            names.insert(0, f"epoch_{self.epoch}.pt")
+        self.save(*names)
+        self._log_images(self._writer, png_name=f"epoch_{self.epoch:04d}.png")
+        log.info("epoch %d/%d done at step %d", self.epoch, self.total_epochs, self.step)
+
+    def _check_finite(self, losses: Dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if not bool(torch.isfinite(values).all()):
+            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            latest = self.ckpt_dir / "latest.pt"
+            hint = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint was written yet"
+            raise TrainingError(
+                f"non-finite loss at step {self.step + 1}: {terms}; {hint}; lower model.optim.lr or try device.amp=off"
+            )
+
+    def _train_step(self, batch: Any) -> None:
+        tr = self.cfg.trainer
+        batch = move_to(batch, self.device, self.channels_last)
+        self.opt.track_norms = (self.step + 1) % tr.log_every_n_steps == 0
+        losses = self.model.training_step(batch, self.opt)
+        self.opt.scaler.update()
+        self._check_finite(losses)
+        self.step += 1
+        self.batch_in_epoch += 1
+        self._bar.update(1)
+        if self.opt.track_norms:
+            values = {k: v.item() for k, v in losses.items()}
+            self._log_scalars(self._writer, values)
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")}, refresh=False)
+        if self.step % tr.image_every_n_steps == 0:
+            self._log_images(self._writer)
+
+    def fit(self) -> Path:
+        """Train until the epochs or ``trainer.max_steps`` run out; return the latest checkpoint."""
+        self._build()
+        if self.cfg.resume:
+            self._resume(self.cfg.resume)
+        tr = self.cfg.trainer
+        self._writer = self._open_writer()
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not tr.progress_bar, dynamic_ncols=True, desc="train")
+        self.model.train()
+        started, first_step = time.perf_counter(), self.step
+        try:
+            if self.step == 0:
+                self._log_images(self._writer)
+            while self.step < self.total_steps and self.epoch < self.total_epochs and self._stop_signal is None:
+                self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * tr.batch_size)
+                for batch in self.loader:
+                    self._train_step(batch)
+                    if self.step >= self.total_steps or self._stop_signal is not None:
+                        break
+                if self.batch_in_epoch == self.steps_per_epoch:
+                    self._end_epoch()
+            if self.batch_in_epoch or self.step == first_step:
+                self.save("latest.pt")
+            self._log_images(self._writer, png_name="final.png")
+        finally:
+            self._bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if self._writer is not None:
+                self._writer.close()
+        elapsed = time.perf_counter() - started
+        log.info("%d steps in %.1f s (%.1f steps/s)", self.step - first_step, elapsed, (self.step - first_step) / max(elapsed, 1e-9))
+        if self._stop_signal is not None:
+            log.warning(
+                "stopped by signal %d at step %d; checkpoint saved. Continue with: translate-train resume=%s",
+                self._stop_signal, self.step, self.run_dir,
+            )
+        return self.ckpt_dir / "latest.pt"

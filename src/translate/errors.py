@@ -1,0 +1,10 @@
+"""The errors a user can cause and fix; entry points print their one-line message instead of a traceback."""
+
+from __future__ import annotations
+
+from translate.checkpoint import CheckpointError
+from translate.config import ConfigError
+from translate.data.folders import BadImageError, DatasetNotFoundError
+from translate.engine import TrainingError
+
+USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, BadImageError, TrainingError)

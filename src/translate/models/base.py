@@ -1,0 +1,87 @@
+"""What a model declares to the training engine, and what the engine hands back to it.
+
+A model is an ``nn.Module`` that owns its networks and losses and declares:
+- ``optimizer_groups``: optimiser name -> the names of the networks it updates (the engine builds one Adam
+  per group from ``model.optim``, its LR scheduler, and logs the gradient norm of each network);
+- ``training_step(batch, opt)``: one optimisation step, written in the order of the paper's equations,
+  calling ``opt.step(name, loss)`` for each update and returning its scalar losses and diagnostics;
+- ``visuals(batch)``: named rows of images for the TensorBoard grid;
+- ``extra_state()`` / ``load_extra_state()``: training state beyond the networks (e.g. image pools).
+The engine knows nothing else about any model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, ContextManager, Dict, Iterable, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from translate.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data to size its networks."""
+
+    input_nc: int
+    output_nc: int
+    image_size: Optional[int] = None
+    num_classes: Optional[int] = None
+
+
+class Optimization:
+    """The engine's side of a training step: mixed precision, backward, optimiser updates.
+
+    Models call ``autocast()`` around forward passes and ``step(name, loss)`` once per update; the engine
+    decides what those mean (AMP dtype, gradient scaling, gradient-norm bookkeeping).
+    """
+
+    def autocast(self) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    """Freeze or unfreeze networks; a frozen discriminator accumulates no gradient in the generator's step."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class GANModel(nn.Module):
+    """Base class of every model; see the module docstring for the contract."""
+
+    config_class: ClassVar[type] = ModelConfig
+    #: ``generate`` (noise + label -> image, the cGAN) or ``translate`` (image -> image).
+    task: ClassVar[str] = "translate"
+    optimizer_groups: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
+
+    def __init__(self, cfg: Any, info: DataInfo) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.info = info
+
+    @property
+    def networks(self) -> Dict[str, nn.Module]:
+        """Every network by its name, as saved in checkpoints."""
+        names = {n for group in self.optimizer_groups.values() for n in group}
+        return {name: getattr(self, f"net{name}") for name in sorted(names)}
+
+    def training_step(self, batch: Any, opt: Optimization) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def visuals(self, batch: Any) -> Dict[str, torch.Tensor]:
+        """Named rows of images [N, C, H, W] in [-1, 1] for the image grid, top to bottom."""
+        raise NotImplementedError
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass
