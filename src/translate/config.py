@@ -193,6 +193,11 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError("data: no dataset selected; add data=<name>, e.g. data=mnist")
     model_cls = _registry_choice(cfg.model, "name", MODELS, "model")
     data_schema = _registry_choice(cfg.data, "kind", DATASETS, "data").config_class
+    if model_cls.data_kinds and cfg.data.kind not in model_cls.data_kinds:
+        raise ConfigError(
+            f"data={cfg.data.get('name')} is {cfg.data.kind} data, but model={cfg.model.name} needs "
+            f"{' or '.join(model_cls.data_kinds)} data (see conf/data/)"
+        )
     rest = {k: v for k, v in cfg.items() if k not in ("model", "data")}
     typed = _apply(TrainConfig, rest, "")
     typed.model = _apply(model_cls.config_class, cfg.model, "model")

@@ -40,6 +40,9 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
     run_cfg.device = cfg.device
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
+    if "crop_size" in run_cfg.data:
+        # As the reference tests: resize to the crop size, so the whole image is translated.
+        run_cfg.data.load_size = run_cfg.data.crop_size
     run_cfg.resume = None
     typed = validate(run_cfg)
     model = build_model(typed.model, state["info"])
@@ -87,9 +90,9 @@ def write_translations(model: GANModel, datasets: List[Dataset], out: Path, cfg:
     rows: List[tuple[str, Dict[str, str]]] = []
     sums: Dict[str, float] = {}
     counts: Dict[str, int] = {}
-    used_stems: set[str] = set()
     remaining = cfg.num_test
     for dataset in datasets:
+        used_stems: set[str] = set()
         n = len(dataset) if remaining is None else min(len(dataset), remaining)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=range(n))
         for batch in tqdm(loader, desc="test", leave=False):

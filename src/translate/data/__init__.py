@@ -6,11 +6,17 @@ from typing import Any, Iterable, Optional
 
 from torch.utils.data import Dataset
 
+from translate.data.aligned import AlignedDataset
 from translate.data.folders import DatasetNotFoundError
 from translate.data.mnist import MNISTDataset
+from translate.data.single import SingleDataset
+from translate.data.unaligned import UnalignedDataset
 
 DATASETS = {
     "mnist": MNISTDataset,
+    "aligned": AlignedDataset,
+    "unaligned": UnalignedDataset,
+    "single": SingleDataset,
 }
 
 

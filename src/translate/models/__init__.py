@@ -6,9 +6,13 @@ from typing import Any, Dict, Mapping
 
 from translate.models.base import DataInfo, GANModel
 from translate.models.cgan import CGAN
+from translate.models.cyclegan import CycleGAN
+from translate.models.pix2pix import Pix2Pix
 
 MODELS: Dict[str, type] = {
     "cgan": CGAN,
+    "pix2pix": Pix2Pix,
+    "cyclegan": CycleGAN,
 }
 
 

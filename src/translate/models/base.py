@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, ContextManager, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, ClassVar, ContextManager, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset
 
 from translate.config import ModelConfig
+from translate.data import build_dataset
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class GANModel(nn.Module):
     #: ``generate`` (noise + label -> image, the cGAN) or ``translate`` (image -> image).
     task: ClassVar[str] = "translate"
     optimizer_groups: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
+    #: The ``data.kind`` values this model can train or test on.
+    data_kinds: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__()
@@ -79,6 +83,18 @@ class GANModel(nn.Module):
     def visuals(self, batch: Any) -> Dict[str, torch.Tensor]:
         """Named rows of images [N, C, H, W] in [-1, 1] for the image grid, top to bottom."""
         raise NotImplementedError
+
+    def translate(self, batch: Any) -> Dict[str, torch.Tensor]:
+        """Test time: named visuals [N, C, H, W] (real_A, fake_B, ...) for a batch of test inputs."""
+        raise NotImplementedError
+
+    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Per-image metrics [N] computed from :meth:`translate`'s visuals, by name."""
+        return {}
+
+    def test_datasets(self, data: Any, split: str) -> List[Dataset]:
+        """The datasets ``translate-test`` runs through :meth:`translate`."""
+        return [build_dataset(data, split, train=False)]
 
     def extra_state(self) -> Dict[str, Any]:
         return {}

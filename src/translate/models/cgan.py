@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import torch
 
-from translate.config import ConfigError, GeneratorConfig, ModelConfig
+from translate.config import ConfigError, InitType, ModelConfig
 from translate.losses import GANLoss, gradient_penalty
 from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
 from translate.networks.discriminators import ConditionalDiscriminator
@@ -21,16 +21,34 @@ from translate.networks.init import init_weights
 
 
 @dataclass
+class DCGANGeneratorConfig:
+    arch: str = "dcgan"
+    ngf: int = 64
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class DCGANDiscriminatorConfig:
+    arch: str = "dcgan"
+    ndf: int = 64
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
 class CGANConfig(ModelConfig):
     name: str = "cgan"
     z_dim: int = 100
     num_classes: int = 10
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
+    discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
 
 
 class CGAN(GANModel):
     config_class = CGANConfig
     task = "generate"
+    data_kinds = ("mnist",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:

@@ -26,8 +26,8 @@ def norm_layer(norm: str) -> Callable[[int], nn.Module]:
 
 
 def uses_bias(norm: str) -> bool:
-    """Convolutions followed by BatchNorm need no bias; the reference keeps it for the other norms."""
-    return str(norm) != "batch"
+    """The reference gives convolutions a bias only before instance norm (which has no affine shift)."""
+    return str(norm) == "instance"
 
 
 def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:

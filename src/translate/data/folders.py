@@ -1,0 +1,177 @@
+"""Finding and reading image files, and the base class of the folder datasets.
+
+Errors raised here are one line and name the folder or file involved: a PIL trace from inside a
+DataLoader worker does not say which of thousands of files was bad.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence, TypeVar, Union
+
+import numpy as np
+import torch
+from omegaconf.errors import MissingMandatoryValue
+from PIL import Image
+from torch.utils.data import Dataset
+
+from translate.config import ConfigError
+from translate.data.configs import Direction, ImageDataConfig
+from translate.data.transforms import ImageTransform
+
+IMG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"})
+
+PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
+
+# Pillow's modes for integer images wider than 8 bits. Their samples are read as 16-bit
+# (0..65535) intensities; Pillow's own conversion to "L" would clip them at 255 instead.
+_WIDE_INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset folder is missing or holds no images; the message names it and the expected layout."""
+
+
+class DatasetLayoutError(ValueError):
+    """The folders exist but do not form a usable dataset (ambiguous layout, unpaired files)."""
+
+
+class BadImageError(ValueError):
+    """An image file cannot be decoded (corrupt, truncated, empty, not an image); names the file."""
+
+
+def is_image_file(name: PathLike) -> bool:
+    """Whether ``name`` has one of :data:`IMG_EXTENSIONS`, in any case."""
+    return Path(name).suffix.lower() in IMG_EXTENSIONS
+
+
+def _hidden(name: str) -> bool:
+    # Archives made on macOS carry "__MACOSX/" and "._name.jpg" resource forks that are not images.
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def find_images(folder: PathLike, expected: str = "a folder of images") -> list[Path]:
+    """Every image under ``folder``, recursively, sorted; hidden files and folders are skipped.
+
+    Raises:
+        DatasetNotFoundError: ``folder`` does not exist or holds no image; ``expected`` describes the
+            layout the caller wanted and is quoted in the message.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{folder}: no such folder; expected {expected}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        found.extend(Path(dirpath, f) for f in filenames if not _hidden(f) and is_image_file(f))
+    if not found:
+        extensions = ", ".join(sorted(e.lstrip(".") for e in IMG_EXTENSIONS))
+        raise DatasetNotFoundError(
+            f"{folder}: no images found (looked for {extensions}, any case); expected {expected}"
+        )
+    return sorted(found)
+
+
+def limit(items: Sequence[T], max_size: int | None) -> list[T]:
+    """The first ``max_size`` items (all when ``max_size`` is None), as ``max_dataset_size`` asks."""
+    if max_size is None:
+        return list(items)
+    if max_size < 1:
+        raise ConfigError(f"data.max_dataset_size={max_size}: must be a positive integer or null")
+    return list(items[:max_size])
+
+
+def check_channels(channels: int, key: str) -> int:
+    """Return ``channels`` if images can be read with that many (1: grayscale, 3: RGB)."""
+    if channels not in (1, 3):
+        raise ConfigError(
+            f"{key}={channels}: image folders hold grayscale (1 channel) or RGB (3) images; use 1 or 3"
+        )
+    return channels
+
+
+def convert_channels(img: Image.Image, channels: int) -> Image.Image:
+    """``img`` in mode "L" (1 channel) or "RGB" (3); alpha is dropped, as in the reference."""
+    if img.mode in _WIDE_INT_MODES:
+        wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        img = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    return img.convert("L" if check_channels(channels, "channels") == 1 else "RGB")
+
+
+def load_image(path: PathLike, channels: int) -> Image.Image:
+    """Decode ``path`` fully into an 8-bit PIL image with ``channels`` channels (mode "L" or "RGB").
+
+    RGBA, LA, palette, CMYK, 1-bit and 16-bit ("I;16", "I") images are accepted; 16-bit samples
+    are scaled from 0..65535 to 0..255.
+
+    Raises:
+        BadImageError: the file is empty, truncated, or not an image Pillow can decode.
+    """
+    check_channels(channels, "channels")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return convert_channels(img, channels)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise BadImageError(f"{path}: cannot read image ({reason}); replace or remove the file") from None
+
+
+class FolderDataset(Dataset):
+    """Shared part of the image-folder datasets: config checks, preprocessing, ``info``.
+
+    Args:
+        cfg: a node following :class:`ImageDataConfig`.
+        split: the split to read, e.g. "train" or "test"; each subclass says where it looks.
+        train: random crop and flip when True; centre crop and no flip when False.
+    """
+
+    config_class = ImageDataConfig
+    #: Where the subclass expects its images, for error messages; ``{split}`` is filled in.
+    layout = "images under data.root"
+
+    def __init__(self, cfg: Any, split: str, train: bool) -> None:
+        self.split = split
+        self.train = train
+        self.input_nc = check_channels(cfg.input_nc, "data.input_nc")
+        self.output_nc = check_channels(cfg.output_nc, "data.output_nc")
+        if str(cfg.direction) not in {d.value for d in Direction}:
+            raise ConfigError(f"data.direction={cfg.direction!r} is not known; choose AtoB or BtoA")
+        self.btoa = str(cfg.direction) == Direction.BtoA.value
+        self.max_dataset_size = cfg.max_dataset_size
+        self.serial_batches = bool(cfg.serial_batches)
+        self.transform = ImageTransform.from_config(cfg, train)
+        self.root = self._root(cfg)
+
+    def _root(self, cfg: Any) -> Path:
+        try:
+            root = cfg.root
+        except MissingMandatoryValue:
+            root = "???"
+        if root in (None, "", "???"):
+            raise ConfigError(f"data.root is not set; add data.root=<folder> holding {self.expected}")
+        root = Path(str(root)).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"data.root={root}: no such folder; expected {self.expected}")
+        return root
+
+    @property
+    def expected(self) -> str:
+        """The layout this dataset looks for, as quoted in its error messages."""
+        return self.layout.format(split=self.split)
+
+    @property
+    def info(self) -> dict[str, int | None]:
+        """Channel counts of A (network input) and B (target), and the fixed side length if any."""
+        return {
+            "input_nc": self.input_nc,
+            "output_nc": self.output_nc,
+            "image_size": self.transform.output_size,
+        }
+
+    def _load(self, path: Path, channels: int, gen: torch.Generator) -> torch.Tensor:
+        """``path`` read with ``channels`` channels and preprocessed with its own crop and flip."""
+        img = load_image(path, channels)
+        return self.transform(img, self.transform.sample(img.size, gen, path))

@@ -1,0 +1,177 @@
+"""CycleGAN (Zhu et al. 2017): two mappings between unpaired domains, tied by cycle consistency.
+
+G_A: A -> B and G_B: B -> A; D_A judges B-domain images (real B vs G_A(A)), D_B judges A-domain images.
+G minimises  GAN(D_A(G_A(A)), real) + GAN(D_B(G_B(B)), real)
+             + lambda_A ||G_B(G_A(A)) - A||_1 + lambda_B ||G_A(G_B(B)) - B||_1                 (cycle)
+             + lambda_identity (lambda_B ||G_A(B) - B||_1 + lambda_A ||G_B(A) - A||_1);       (identity)
+D_A minimises (GAN(D_A(B), real) + GAN(D_A(pool(G_A(A))), fake)) / 2, and D_B likewise, on fakes drawn
+from a history of generated images (the image pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.utils.data import Dataset
+
+from translate.config import ConfigError, DiscriminatorConfig, GanMode, GeneratorConfig, ModelConfig, Norm
+from translate.data.folders import DatasetNotFoundError
+from translate.data.single import SingleDataset
+from translate.image_pool import ImagePool
+from translate.losses import GANLoss, gradient_penalty
+from translate.metrics import l1
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.networks.discriminators import build_discriminator
+from translate.networks.generators import build_generator, check_image_size
+
+
+@dataclass
+class CycleGANConfig(ModelConfig):
+    name: str = "cyclegan"
+    gan_mode: GanMode = GanMode.lsgan
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="resnet_9blocks", norm=Norm.instance))
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.instance))
+
+
+class _AsDomainB(Dataset):
+    """Presents a one-folder dataset's items as B-domain inputs, for G_B."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Any) -> Dict[str, Any]:
+        item = self.dataset[key]
+        return {"B": item["A"], "B_path": item["A_path"]}
+
+
+class CycleGAN(GANModel):
+    config_class = CycleGANConfig
+    data_kinds = ("unaligned", "single")
+    optimizer_groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
+
+    def __init__(self, cfg: Any, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        if cfg.lambda_identity > 0 and info.input_nc != info.output_nc:
+            raise ConfigError(
+                f"model.lambda_identity={cfg.lambda_identity} needs data.input_nc == data.output_nc "
+                f"(got {info.input_nc} and {info.output_nc}); set model.lambda_identity=0"
+            )
+        if info.image_size is not None:
+            check_image_size(cfg.generator, info.image_size, "data.crop_size")
+        self.netG_A = build_generator(cfg.generator, info.input_nc, info.output_nc)
+        self.netG_B = build_generator(cfg.generator, info.output_nc, info.input_nc)
+        self.netD_A = build_discriminator(cfg.discriminator, info.output_nc)
+        self.netD_B = build_discriminator(cfg.discriminator, info.input_nc)
+        self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        self.fake_A_pool = ImagePool(cfg.pool_size)
+        self.fake_B_pool = ImagePool(cfg.pool_size)
+
+    def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
+        cfg = self.cfg
+        real_A, real_B = batch["A"], batch["B"]
+        with opt.autocast():
+            fake_B = self.netG_A(real_A)
+            rec_A = self.netG_B(fake_B)
+            fake_A = self.netG_B(real_B)
+            rec_B = self.netG_A(fake_A)
+
+        # G_A and G_B: adversarial + cycle + identity, with both discriminators frozen
+        set_requires_grad([self.netD_A, self.netD_B], False)
+        with opt.autocast():
+            loss_gan_A = self.criterion(self.netD_A(fake_B), True, for_discriminator=False)
+            loss_gan_B = self.criterion(self.netD_B(fake_A), True, for_discriminator=False)
+            if cfg.lambda_identity > 0:
+                idt_A = self.netG_A(real_B)
+                idt_B = self.netG_B(real_A)
+        loss_cycle_A = F.l1_loss(rec_A.float(), real_A.float()) * cfg.lambda_A
+        loss_cycle_B = F.l1_loss(rec_B.float(), real_B.float()) * cfg.lambda_B
+        losses = {"loss_G/gan_A": loss_gan_A, "loss_G/gan_B": loss_gan_B, "loss_G/cycle_A": loss_cycle_A, "loss_G/cycle_B": loss_cycle_B}
+        if cfg.lambda_identity > 0:
+            losses["loss_G/idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * cfg.lambda_B * cfg.lambda_identity
+            losses["loss_G/idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * cfg.lambda_A * cfg.lambda_identity
+        opt.step("G", sum(losses.values()))
+        set_requires_grad([self.netD_A, self.netD_B], True)
+
+        # D_A and D_B: real vs. a fake drawn from the pool of past fakes
+        loss_D_A, scores_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B.detach()), opt)
+        loss_D_B, scores_B = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A.detach()), opt)
+        opt.step("D", loss_D_A + loss_D_B)
+
+        return {
+            **{k: v.detach() for k, v in losses.items()},
+            "loss_D/A": loss_D_A.detach(),
+            "loss_D/B": loss_D_B.detach(),
+            "D_real/A": scores_A[0],
+            "D_fake/A": scores_A[1],
+            "D_real/B": scores_B[0],
+            "D_fake/B": scores_B[1],
+        }
+
+    def _discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, opt: Optimization):
+        with opt.autocast():
+            pred_real = net(real)
+            pred_fake = net(fake)
+            loss = (self.criterion(pred_real, True) + self.criterion(pred_fake, False)) * 0.5
+        if self.cfg.gan_mode == "wgangp":
+            loss = loss + gradient_penalty(net, real, fake, self.cfg.lambda_gp)
+        return loss, (self.criterion.score(pred_real), self.criterion.score(pred_fake))
+
+    @torch.no_grad()
+    def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """A -> B -> A for an ``A`` input, B -> A -> B for a ``B`` input."""
+        out: Dict[str, torch.Tensor] = {}
+        if "A" in batch:
+            fake_B = self.netG_A(batch["A"])
+            out.update(real_A=batch["A"], fake_B=fake_B, rec_A=self.netG_B(fake_B))
+        if "B" in batch:
+            fake_A = self.netG_B(batch["B"])
+            out.update(real_B=batch["B"], fake_A=fake_A, rec_B=self.netG_A(fake_A))
+        return out
+
+    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {
+            f"cycle_L1_{side}": l1(visuals[f"rec_{side}"].float(), visuals[f"real_{side}"].float())
+            for side in ("A", "B")
+            if f"real_{side}" in visuals
+        }
+
+    @torch.no_grad()
+    def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        return self.translate(batch)
+
+    def test_datasets(self, data: Any, split: str) -> List[Dataset]:
+        """Unaligned data: every image of <split>A through G_A, then every image of <split>B through G_B.
+        A single folder: one way, G_A for direction=AtoB, G_B for BtoA."""
+        if data.kind == "single":
+            side = "A" if str(data.direction) == "AtoB" else "B"
+            return [self._one_way(data, split, side)]
+        folders = ("A", "B") if str(data.direction) == "AtoB" else ("B", "A")
+        for folder in folders:
+            path = Path(str(data.root)).expanduser() / f"{split}{folder}"
+            if not path.is_dir():
+                raise DatasetNotFoundError(f"test folder {path} not found; expected {split}A/ and {split}B/ under data.root")
+        return [self._one_way(data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
+
+    def _one_way(self, data: Any, split: str, side: str) -> Dataset:
+        channels = self.info.input_nc if side == "A" else self.info.output_nc
+        single = SingleDataset(OmegaConf.merge(data, {"kind": "single", "input_nc": channels}), split, train=False)
+        return single if side == "A" else _AsDomainB(single)
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.fake_A_pool.load_state_dict(state["fake_A_pool"])
+        self.fake_B_pool.load_state_dict(state["fake_B_pool"])

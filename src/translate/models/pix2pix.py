@@ -1,0 +1,95 @@
+"""pix2pix (Isola et al. 2017): a conditional GAN on aligned pairs (A, B).
+
+G: A -> B is a U-Net; D is a PatchGAN that sees the pair cat(A, B) and says, per patch, real or fake.
+D minimises  (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2;
+G minimises  GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+import torch
+import torch.nn.functional as F
+
+from translate.config import DiscriminatorConfig, GeneratorConfig, ModelConfig, Norm
+from translate.losses import GANLoss, gradient_penalty
+from translate.metrics import l1, psnr, ssim
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.networks.discriminators import build_discriminator
+from translate.networks.generators import build_generator, check_image_size
+
+
+@dataclass
+class Pix2PixConfig(ModelConfig):
+    name: str = "pix2pix"
+    lambda_L1: float = 100.0
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="unet_256", norm=Norm.batch, dropout=True))
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.batch))
+
+
+class Pix2Pix(GANModel):
+    config_class = Pix2PixConfig
+    data_kinds = ("aligned", "single")
+    optimizer_groups = {"D": ("D",), "G": ("G",)}
+
+    def __init__(self, cfg: Any, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        if info.image_size is not None:
+            check_image_size(cfg.generator, info.image_size, "data.crop_size")
+        self.netG = build_generator(cfg.generator, info.input_nc, info.output_nc)
+        # The conditional D judges the pair, so it sees A's and B's channels together.
+        self.netD = build_discriminator(cfg.discriminator, info.input_nc + info.output_nc)
+        self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+
+    def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
+        real_A, real_B = batch["A"], batch["B"]
+        with opt.autocast():
+            fake_B = self.netG(real_A)
+
+        # D: (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2
+        with opt.autocast():
+            pred_real = self.netD(torch.cat([real_A, real_B], 1))
+            pred_fake = self.netD(torch.cat([real_A, fake_B.detach()], 1))
+            loss_D_real = self.criterion(pred_real, True)
+            loss_D_fake = self.criterion(pred_fake, False)
+        loss_D = (loss_D_real + loss_D_fake) * 0.5
+        if self.cfg.gan_mode == "wgangp":
+            loss_D = loss_D + gradient_penalty(self.netD, real_B, fake_B, self.cfg.lambda_gp, condition=real_A)
+        opt.step("D", loss_D)
+
+        # G: GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1, with D frozen
+        set_requires_grad([self.netD], False)
+        with opt.autocast():
+            loss_G_gan = self.criterion(self.netD(torch.cat([real_A, fake_B], 1)), True, for_discriminator=False)
+        loss_G_L1 = F.l1_loss(fake_B.float(), real_B.float())
+        opt.step("G", loss_G_gan + self.cfg.lambda_L1 * loss_G_L1)
+        set_requires_grad([self.netD], True)
+
+        return {
+            "loss_D/real": loss_D_real.detach(),
+            "loss_D/fake": loss_D_fake.detach(),
+            "loss_G/gan": loss_G_gan.detach(),
+            "loss_G/L1": loss_G_L1.detach(),
+            "D_real": self.criterion.score(pred_real),
+            "D_fake": self.criterion.score(pred_fake),
+        }
+
+    @torch.no_grad()
+    def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """real_A, fake_B = G(real_A), and real_B when the data has it."""
+        out = {"real_A": batch["A"], "fake_B": self.netG(batch["A"])}
+        if "B" in batch:
+            out["real_B"] = batch["B"]
+        return out
+
+    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if "real_B" not in visuals:
+            return {}
+        fake, real = visuals["fake_B"].float(), visuals["real_B"].float()
+        return {"L1": l1(fake, real), "PSNR": psnr(fake, real), "SSIM": ssim(fake, real)}
+
+    @torch.no_grad()
+    def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        return self.translate(batch)

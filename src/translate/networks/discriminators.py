@@ -1,0 +1,168 @@
+"""Discriminators: the conditional DCGAN discriminator of the cGAN and the PatchGANs of pix2pix and CycleGAN."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from translate.config import ConfigError, DiscriminatorConfig
+from translate.networks.generators import resolve_preset
+from translate.networks.init import init_weights, norm_layer, uses_bias
+
+
+class ConditionalDiscriminator(nn.Module):
+    """DCGAN-style discriminator conditioned on a class label.
+
+    The class is given as ``num_classes`` one-hot maps broadcast to H x W and concatenated to the image, so
+    every convolution sees it. Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first) reduce
+    the image to 4 x 4, and a final 4 x 4 convolution gives one logit (no sigmoid: the loss owns it).
+
+    Shapes: ``forward(images [N, in_channels, S, S], labels [N] int64) -> [N]`` logits, S = ``image_size``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 32, ndf: int = 64) -> None:
+        super().__init__()
+        if image_size < 8 or image_size & (image_size - 1):
+            raise ValueError(f"image_size={image_size} is not supported; use a power of two >= 8, e.g. 32 or 64")
+        self.num_classes = num_classes
+        n_down = int(math.log2(image_size)) - 2
+        channels = [ndf * 2**i for i in range(n_down)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels + num_classes, channels[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for c_in, c_out in zip(channels, channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        maps = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None].expand(n, self.num_classes, h, w)
+        return self.model(torch.cat([images, maps], dim=1)).flatten()
+
+
+class NLayerDiscriminator(nn.Module):
+    """The PatchGAN discriminator of pix2pix/CycleGAN: one logit per overlapping input patch (no sigmoid).
+
+    Conv4/s2 (bias) + LeakyReLU(0.2); ``n_layers - 1`` times Conv4/s2 -> norm -> LeakyReLU with
+    ``ndf * min(2**n, 8)`` channels; Conv4/s1 -> norm -> LeakyReLU; Conv4/s1 to one channel. All padding 1.
+    Receptive field: 16x16 for ``n_layers=1``, 70x70 for 3 (``basic``), 286x286 for 5.
+
+    Shapes: ``[N, input_nc, H, W] -> [N, 1, H', W']``; 256x256 gives 30x30 with ``n_layers=3``.
+    """
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(
+                f"n_layers={n_layers} is not supported by NLayerDiscriminator; use n_layers >= 1 "
+                "(PixelDiscriminator is the 1x1 case)"
+            )
+        make_norm, bias = norm_layer(norm), uses_bias(norm)
+        channels = [ndf * min(2**n, 8) for n in range(n_layers + 1)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+        ]
+        for n in range(1, n_layers + 1):
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(channels[n - 1], channels[n], kernel_size=4, stride=stride, padding=1, bias=bias),
+                make_norm(channels[n]),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(channels[-1], 1, kernel_size=4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """The 1x1 PatchGAN ("pixelGAN"): classifies every pixel on its own, from its colour alone.
+
+    Conv1 (bias) -> LeakyReLU(0.2) -> Conv1 (2ndf) -> norm -> LeakyReLU(0.2) -> Conv1 to one channel,
+    in a Sequential called ``net`` as in the reference.
+
+    Shapes: ``[N, input_nc, H, W] -> [N, 1, H, W]``.
+    """
+
+    def __init__(self, input_nc: int, ndf: int = 64, norm: str = "batch") -> None:
+        super().__init__()
+        make_norm, bias = norm_layer(norm), uses_bias(norm)
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, kernel_size=1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, bias=bias),
+            make_norm(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# arch -> (family, depth key, the n_layers it fixes or None when n_layers decides); n_layers 0 is the pixel D
+DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, Optional[int]]] = {
+    "basic": ("n_layers", "n_layers", 3),
+    "n_layers": ("n_layers", "n_layers", None),
+    "pixel": ("n_layers", "n_layers", 0),
+}
+
+
+def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discriminator") -> nn.Module:
+    """Build and initialise the discriminator that ``cfg`` (a DiscriminatorConfig node) describes.
+
+    ``cfg.arch``: ``basic`` (the 70x70 PatchGAN, 3 layers), ``n_layers`` (depth from ``cfg.n_layers``;
+    0 means the pixel discriminator) or ``pixel``. Presets combine with ``n_layers`` as
+    :func:`~translate.networks.generators.resolve_preset` describes. Bad values raise ConfigError
+    naming ``section.<key>``.
+    """
+    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg, DiscriminatorConfig())
+    try:
+        if n_layers == 0:
+            net: nn.Module = PixelDiscriminator(input_nc, cfg.ndf, str(cfg.norm))
+        else:
+            net = NLayerDiscriminator(input_nc, cfg.ndf, n_layers, str(cfg.norm))
+        return init_weights(net, cfg.init_type, cfg.init_gain)
+    except ValueError as err:
+        raise ConfigError(f"{section}.{err}") from None
+
+
+def receptive_field(net: nn.Module, input_nc: int, size: int = 512) -> int:
+    """Measure the receptive field (in pixels, along the height) of the centre output of ``net``.
+
+    Works on a float64 CPU copy whose norm layers are replaced by identities (instance norm would couple
+    every pixel) and whose conv weights are positive constants, so that every input pixel connected to
+    the centre output gets a strictly positive gradient; dropout is off. ``net`` itself is untouched.
+    Raises ValueError when the field reaches the border of the ``size`` x ``size`` probe.
+    """
+    probe = copy.deepcopy(net).to("cpu", torch.float64).eval()
+    norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+    swaps = [
+        (parent, name)
+        for parent in probe.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, norms)
+    ]
+    for parent, name in swaps:
+        setattr(parent, name, nn.Identity())
+    with torch.no_grad():
+        for m in probe.modules():
+            if isinstance(m, nn.modules.conv._ConvNd):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.zero_()
+    x = torch.ones(1, input_nc, size, size, dtype=torch.float64, requires_grad=True)
+    out = probe(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    hit = x.grad[0].abs().sum(0) > 0
+    rows = hit.any(1).nonzero().flatten()
+    cols = hit.any(0).nonzero().flatten()
+    if min(rows[0], cols[0]) == 0 or max(rows[-1], cols[-1]) == size - 1:
+        raise ValueError(f"the receptive field reaches the border of a {size}x{size} probe; pass a larger size")
+    return int(rows[-1] - rows[0] + 1)

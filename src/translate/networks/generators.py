@@ -1,0 +1,336 @@
+"""Generators: the conditional DCGAN generator of the cGAN, the U-Net of pix2pix and the ResNet of CycleGAN."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from translate.config import ConfigError, GeneratorConfig
+from translate.networks.init import init_weights, norm_layer, uses_bias
+
+
+class ConditionalGenerator(nn.Module):
+    """DCGAN-style generator conditioned on a class label (Mirza & Osindero 2014; Radford et al. 2015).
+
+    The noise z and a one-hot class vector are concatenated into a [N, z_dim + num_classes, 1, 1] tensor and
+    upsampled by transposed convolutions (BatchNorm + ReLU) to ``image_size``; the last layer uses tanh.
+
+    Args:
+        z_dim: length of the noise vector.
+        num_classes: number of classes of the one-hot condition.
+        out_channels: channels of the generated image.
+        image_size: side of the output, a power of two >= 8 (32 and 64 are the usual choices).
+        ngf: channels of the last hidden layer; each earlier layer doubles it.
+
+    Shapes: ``forward(z [N, z_dim], labels [N] int64) -> [N, out_channels, image_size, image_size]`` in [-1, 1].
+    """
+
+    def __init__(self, z_dim: int = 100, num_classes: int = 10, out_channels: int = 1, image_size: int = 32, ngf: int = 64) -> None:
+        super().__init__()
+        if image_size < 8 or image_size & (image_size - 1):
+            raise ValueError(f"image_size={image_size} is not supported; use a power of two >= 8, e.g. 32 or 64")
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        n_up = int(math.log2(image_size)) - 3
+        channels = [ngf * 2 ** (n_up - i) for i in range(n_up + 1)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim + num_classes, channels[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(True),
+        ]
+        for c_in, c_out in zip(channels, channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(channels[-1], out_channels, 4, 2, 1), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
+        return self.model(torch.cat([z, onehot], dim=1)[:, :, None, None])
+
+
+PADDING_TYPES = ("reflect", "replicate", "zero")
+
+
+def _size_hint(multiple: int, size: int) -> str:
+    below = size // multiple * multiple
+    first = below if below else multiple
+    return f"image sides must be multiples of {multiple} (e.g. {first}, {first + multiple})"
+
+
+def _check_input(x: torch.Tensor, multiple: int, name: str) -> None:
+    """Reject an input whose sides the network cannot halve often enough (a shape check, no data access)."""
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple:
+        bad = h if h % multiple else w
+        raise ValueError(f"input of size {h}x{w} does not fit {name}: {_size_hint(multiple, bad)}")
+
+
+def _padding(padding_type: str, amount: int) -> tuple[list[nn.Module], int]:
+    """Return (explicit padding layers, the conv's own zero padding) for ``padding_type``."""
+    if padding_type == "reflect":
+        return [nn.ReflectionPad2d(amount)], 0
+    if padding_type == "replicate":
+        return [nn.ReplicationPad2d(amount)], 0
+    if padding_type == "zero":
+        return [], amount
+    raise ValueError(f"padding_type={padding_type!r} is not supported; use one of {', '.join(PADDING_TYPES)}")
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One level of the U-Net: downsample, run ``submodule``, upsample, and concatenate the input as skip.
+
+    Down: LeakyReLU(0.2) -> Conv4/s2 -> norm (the innermost has no norm, the outermost no activation).
+    Up: ReLU -> ConvTranspose4/s2 -> norm, then Dropout(0.5) when ``dropout`` (middle blocks only); the
+    outermost ends with a biased ConvTranspose and Tanh instead. The layer order matches the reference, so its checkpoints load.
+
+    Shapes: ``[N, input_nc, H, W] -> [N, input_nc + outer_nc, H, W]``; the outermost block returns
+    ``[N, outer_nc, H, W]`` (no skip). ``input_nc`` defaults to ``outer_nc``.
+    """
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: Optional[int] = None,
+        submodule: Optional[nn.Module] = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        if (submodule is None) != innermost:
+            raise ValueError("the innermost U-Net block takes no submodule and every other block needs one")
+        self.outermost = outermost
+        make_norm, bias = norm_layer(norm), uses_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        # the skip concatenation of the inner block doubles the channels that come back up
+        up_in = inner_nc if innermost else inner_nc * 2
+        if outermost:
+            upconv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [downconv, submodule, nn.ReLU(True), upconv, nn.Tanh()]
+        else:
+            upconv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            if innermost:
+                layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv, make_norm(outer_nc)]
+            else:
+                layers = [nn.LeakyReLU(0.2, True), downconv, make_norm(inner_nc), submodule]
+                layers += [nn.ReLU(True), upconv, make_norm(outer_nc)] + ([nn.Dropout(0.5)] if dropout else [])
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], dim=1)
+
+
+class UnetGenerator(nn.Module):
+    """The U-Net generator of pix2pix (Isola et al. 2017): ``num_downs`` stride-2 levels with skip connections.
+
+    Channels: ngf, 2ngf, 4ngf, then 8ngf for every deeper level. With ``dropout``, Dropout(0.5) closes the
+    ``num_downs - 5`` blocks just outside the innermost. ``unet_256`` is ``num_downs=8``, ``unet_128`` is 7.
+
+    Shapes: ``[N, input_nc, H, W] -> [N, output_nc, H, W]`` in [-1, 1]; H and W must be multiples of
+    ``2 ** num_downs`` (``input_multiple``), else forward raises ValueError.
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(
+                f"num_downs={num_downs} is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)"
+            )
+        self.num_downs = num_downs
+        self.input_multiple = 2**num_downs
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
+        for mult in (4, 2, 1):
+            block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.input_multiple, f"UnetGenerator(num_downs={self.num_downs})")
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    """Residual block ``x + conv_block(x)`` (no activation after the sum).
+
+    ``conv_block``: pad -> Conv3 -> norm -> ReLU [-> Dropout(0.5)] -> pad -> Conv3 -> norm; with
+    ``padding_type="zero"`` the convolutions pad themselves and the pad layers are absent, as in the reference.
+
+    Shapes: ``[N, dim, H, W] -> [N, dim, H, W]``.
+    """
+
+    def __init__(self, dim: int, padding_type: str = "reflect", norm: str = "instance", dropout: bool = False) -> None:
+        super().__init__()
+        make_norm, bias = norm_layer(norm), uses_bias(norm)
+        pad, p = _padding(padding_type, 1)
+        layers = pad + [nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=bias), make_norm(dim), nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        pad, p = _padding(padding_type, 1)
+        layers += pad + [nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=bias), make_norm(dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The ResNet generator of CycleGAN (Zhu et al. 2017, after Johnson et al. 2016).
+
+    ReflectionPad(3) + Conv7, two stride-2 downsamplings (ngf -> 2ngf -> 4ngf), ``n_blocks`` residual
+    blocks at 4ngf, two transposed-conv upsamplings, ReflectionPad(3) + Conv7 and Tanh, all in one
+    ``nn.Sequential`` called ``model`` whose indices match the reference checkpoints.
+
+    Shapes: ``[N, input_nc, H, W] -> [N, output_nc, H, W]`` in [-1, 1]; H and W must be multiples of 4
+    (``input_multiple``), else forward raises ValueError.
+    """
+
+    n_downsampling = 2
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        norm: str = "instance",
+        dropout: bool = False,
+        n_blocks: int = 9,
+        padding_type: str = "reflect",
+    ) -> None:
+        super().__init__()
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks={n_blocks} must be >= 0")
+        _padding(padding_type, 1)  # validates the name even when there are no blocks
+        self.input_multiple = 2**self.n_downsampling
+        make_norm, bias = norm_layer(norm), uses_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, bias=bias),
+            make_norm(ngf),
+            nn.ReLU(True),
+        ]
+        for i in range(self.n_downsampling):
+            c = ngf * 2**i
+            layers += [
+                nn.Conv2d(c, c * 2, kernel_size=3, stride=2, padding=1, bias=bias),
+                make_norm(c * 2),
+                nn.ReLU(True),
+            ]
+        dim = ngf * 2**self.n_downsampling
+        layers += [ResnetBlock(dim, padding_type, norm, dropout) for _ in range(n_blocks)]
+        for i in range(self.n_downsampling):
+            c = dim // 2**i
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias),
+                make_norm(c // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.input_multiple, "ResnetGenerator")
+        return self.model(x)
+
+
+# arch -> (family, depth key, the depth it fixes or None when the depth key decides)
+GENERATOR_ARCHS: dict[str, tuple[str, str, Optional[int]]] = {
+    "unet_256": ("unet", "num_downs", 8),
+    "unet_128": ("unet", "num_downs", 7),
+    "unet": ("unet", "num_downs", None),
+    "resnet_9blocks": ("resnet", "n_blocks", 9),
+    "resnet_6blocks": ("resnet", "n_blocks", 6),
+    "resnet": ("resnet", "n_blocks", None),
+}
+
+
+def resolve_preset(
+    section: str, presets: Mapping[str, tuple[str, str, Optional[int]]], cfg: Any, defaults: Any
+) -> tuple[str, int]:
+    """Return ``(family, depth)`` for ``cfg.arch``; shared by the generator and discriminator factories.
+
+    A preset name (e.g. ``unet_128``) fixes the depth and wins over the schema default of the depth key
+    (read from ``defaults``, a schema instance). A depth that differs from both the preset and the default
+    was set on purpose, so it conflicts with the preset and raises ConfigError naming both keys. A family
+    name (e.g. ``unet``) takes its depth from the depth key.
+    """
+    arch = str(cfg.arch)
+    if arch not in presets:
+        raise ConfigError(f"{section}.arch={arch!r} is not known; choose one of: {', '.join(presets)}")
+    family, key, fixed = presets[arch]
+    value = int(getattr(cfg, key))
+    if fixed is None:
+        return family, value
+    if value not in (fixed, getattr(defaults, key)):
+        raise ConfigError(
+            f"{section}.arch={arch} implies {key}={fixed} but {section}.{key}={value}; "
+            f"set arch={family} to choose the depth"
+        )
+    return family, fixed
+
+
+def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "model.generator") -> nn.Module:
+    """Build and initialise the image-to-image generator that ``cfg`` (a GeneratorConfig node) describes.
+
+    ``cfg.arch``: ``unet_256``, ``unet_128``, ``resnet_9blocks``, ``resnet_6blocks`` (presets; see
+    :func:`resolve_preset` for how they combine with ``num_downs`` / ``n_blocks``), or ``unet`` / ``resnet``
+    whose depth comes from ``num_downs`` / ``n_blocks``. Bad values raise ConfigError naming ``section.<key>``.
+    """
+    family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg, GeneratorConfig())
+    try:
+        if family == "unet":
+            net: nn.Module = UnetGenerator(input_nc, output_nc, depth, cfg.ngf, str(cfg.norm), bool(cfg.dropout))
+        else:
+            net = ResnetGenerator(
+                input_nc, output_nc, cfg.ngf, str(cfg.norm), bool(cfg.dropout), depth, str(cfg.padding_type)
+            )
+        return init_weights(net, cfg.init_type, cfg.init_gain)
+    except ValueError as err:
+        raise ConfigError(f"{section}.{err}") from None
+
+
+def generator_input_multiple(net_or_cfg: Any, section: str = "model.generator") -> int:
+    """The number every image side must be a multiple of: ``2 ** num_downs`` for a U-Net, 4 for a ResNet.
+
+    Takes a built generator (its ``input_multiple``) or a GeneratorConfig node.
+    """
+    if isinstance(net_or_cfg, nn.Module):
+        if not hasattr(net_or_cfg, "input_multiple"):
+            raise TypeError(f"{type(net_or_cfg).__name__} is not an image-to-image generator")
+        return int(net_or_cfg.input_multiple)
+    family, depth = resolve_preset(section, GENERATOR_ARCHS, net_or_cfg, GeneratorConfig())
+    return 2**depth if family == "unet" else 2**ResnetGenerator.n_downsampling
+
+
+def check_image_size(cfg: Any, size: int, what: str = "crop size", section: str = "model.generator") -> None:
+    """Raise ConfigError if square images of side ``size`` cannot pass through the generator ``cfg`` describes.
+
+    Call it before training so a bad ``data.crop_size`` fails at once, e.g. "crop size 250 does not fit
+    unet_256: image sides must be multiples of 256 (e.g. 256, 512)".
+    """
+    multiple = generator_input_multiple(cfg, section)
+    if size % multiple:
+        arch = str(cfg.arch)
+        _, key, fixed = GENERATOR_ARCHS[arch]
+        name = arch if fixed is not None else f"{arch} ({key}={getattr(cfg, key)})"
+        raise ConfigError(f"{what} {size} does not fit {name}: {_size_hint(multiple, size)}")
