@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from translate.data import build_dataset, find_dataset_split
+from translate.data import build_dataset, find_dataset_split, prepare_data
 from translate.data.sampling import EpochSampler
 from translate.models import build_model
 from translate.models.base import GANModel, Optimization
@@ -110,6 +110,7 @@ class Trainer:
     def _build(self) -> None:
         cfg, tr = self.cfg, self.cfg.trainer
         seed_everything(cfg.seed, cfg.device.deterministic)
+        prepare_data(cfg.data)
         self.dataset = build_dataset(cfg.data, "train", train=True)
         if len(self.dataset) < tr.batch_size:
             raise TrainingError(

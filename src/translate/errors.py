@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from translate.catalog import DataError
 from translate.checkpoint import CheckpointError
 from translate.config import ConfigError
 from translate.data.folders import BadImageError, DatasetNotFoundError
 from translate.engine import TrainingError
 
-USER_ERRORS = (ConfigError, CheckpointError, DatasetNotFoundError, BadImageError, TrainingError)
+USER_ERRORS = (ConfigError, CheckpointError, DataError, DatasetNotFoundError, BadImageError, TrainingError)

@@ -20,6 +20,17 @@ DATASETS = {
 }
 
 
+def prepare_data(cfg: Any) -> None:
+    """Make sure a dataset the catalog knows is on disk before training: fetch it when
+    ``data.download`` is true, else stop with the ``translate-data`` command that would."""
+    # Imported here: the catalog itself uses translate.data.folders.
+    from translate.catalog import DATASETS as CATALOG
+    from translate.download import ensure_dataset
+
+    if str(cfg.kind) in ("aligned", "unaligned") and cfg.name in CATALOG:
+        cfg.root = str(ensure_dataset(cfg.name, cfg.root, cfg.download))
+
+
 def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     """The ``split`` of the dataset ``cfg`` describes; ``train`` turns on random augmentation."""
     return DATASETS[str(cfg.kind)](cfg, split=split, train=train)
