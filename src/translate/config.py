@@ -125,6 +125,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     image_every_n_steps: int = 500
     save_every_n_epochs: int = 5
+    val_every_n_epochs: Optional[int] = 5
+    val_max_images: Optional[int] = 50
     keep_last_n: Optional[int] = None
     progress_bar: bool = True
 
@@ -182,8 +184,10 @@ def _registry_choice(node: Any, key: str, registry: dict, group: str) -> type:
     return registry[name]
 
 
-def validate(cfg: DictConfig) -> DictConfig:
-    """Return ``cfg`` merged into the typed schemas; raise ConfigError naming the first bad key."""
+def validate(cfg: DictConfig, testing: bool = False) -> DictConfig:
+    """Return ``cfg`` merged into the typed schemas; raise ConfigError naming the first bad key.
+
+    ``testing`` also accepts ``data=single`` (one folder, one way) for image-to-image models."""
     from translate.data import DATASETS
     from translate.models import MODELS
 
@@ -193,10 +197,11 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError("data: no dataset selected; add data=<name>, e.g. data=mnist")
     model_cls = _registry_choice(cfg.model, "name", MODELS, "model")
     data_schema = _registry_choice(cfg.data, "kind", DATASETS, "data").config_class
-    if model_cls.data_kinds and cfg.data.kind not in model_cls.data_kinds:
+    kinds = model_cls.data_kinds + (("single",) if testing and model_cls.task == "translate" else ())
+    if cfg.data.kind not in kinds:
         raise ConfigError(
             f"data={cfg.data.get('name')} is {cfg.data.kind} data, but model={cfg.model.name} needs "
-            f"{' or '.join(model_cls.data_kinds)} data (see conf/data/)"
+            f"{' or '.join(kinds)} data (see conf/data/)"
         )
     rest = {k: v for k, v in cfg.items() if k not in ("model", "data")}
     typed = _apply(TrainConfig, rest, "")

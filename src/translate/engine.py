@@ -23,6 +23,8 @@ from tqdm import tqdm
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.data import build_dataset, find_dataset_split, prepare_data
 from translate.data.sampling import EpochSampler
+from translate.devices import DeviceError, move_to, resolve_device
+from translate.evaluation import evaluate
 from translate.models import build_model
 from translate.models.base import GANModel, Optimization
 from translate.schedulers import build_scheduler
@@ -35,20 +37,6 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says where and what to do."""
 
 
-def resolve_device(accelerator: str) -> torch.device:
-    accelerator = str(accelerator)
-    if accelerator == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available[accelerator]:
-        raise TrainingError(f"device={accelerator} was requested but this machine has none; use device=auto or device=cpu")
-    return torch.device(accelerator)
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -56,15 +44,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def move_to(batch: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
-    if isinstance(batch, dict):
-        return {k: move_to(v, device, channels_last) for k, v in batch.items()}
-    return batch
 
 
 class _EngineOptimization(Optimization):
@@ -152,6 +131,8 @@ class Trainer:
                 net.compile()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.visual_batch = self._visual_batch()
+        val_split = find_dataset_split(cfg.data, ("val",)) if tr.val_every_n_epochs and self.model.task == "translate" else None
+        self.val_datasets = self.model.test_datasets(cfg.data, val_split) if val_split else []
 
     def _visual_batch(self) -> Any:
         """A fixed batch for the image grid: the first images of the validation split if there is one."""
@@ -247,6 +228,16 @@ class Trainer:
         if png_name:
             save_png(grid, self.run_dir / "samples" / png_name)
 
+    def _validate(self) -> None:
+        """The model's test metrics on the first ``val_max_images`` of the validation split."""
+        self.model.eval()
+        metrics = evaluate(self.model, self.val_datasets, self.cfg.trainer.batch_size, self.device, self.cfg.trainer.val_max_images, progress=False)
+        self.model.train()
+        for key, value in metrics.items():
+            if self._writer is not None:
+                self._writer.add_scalar(f"val/{key}", value["mean"], self.step)
+        log.info("validation at epoch %d: %s", self.epoch, ", ".join(f"{k}={v['mean']:.4f}" for k, v in metrics.items()))
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def _request_stop(self, signum: int, frame: Any) -> None:
@@ -262,6 +253,8 @@ class Trainer:
             names.insert(0, f"epoch_{self.epoch}.pt")
         self.save(*names)
         self._log_images(self._writer, png_name=f"epoch_{self.epoch:04d}.png")
+        if self.val_datasets and self.epoch % self.cfg.trainer.val_every_n_epochs == 0:
+            self._validate()
         log.info("epoch %d/%d done at step %d", self.epoch, self.total_epochs, self.step)
 
     def _check_finite(self, losses: Dict[str, torch.Tensor]) -> None:

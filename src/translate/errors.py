@@ -6,6 +6,7 @@ from translate.catalog import DataError
 from translate.checkpoint import CheckpointError
 from translate.config import ConfigError
 from translate.data.folders import BadImageError, DatasetNotFoundError
+from translate.devices import DeviceError
 from translate.engine import TrainingError
 
-USER_ERRORS = (ConfigError, CheckpointError, DataError, DatasetNotFoundError, BadImageError, TrainingError)
+USER_ERRORS = (ConfigError, CheckpointError, DataError, DatasetNotFoundError, BadImageError, DeviceError, TrainingError)

@@ -58,7 +58,7 @@ class _AsDomainB(Dataset):
 
 class CycleGAN(GANModel):
     config_class = CycleGANConfig
-    data_kinds = ("unaligned", "single")
+    data_kinds = ("unaligned",)
     optimizer_groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:

@@ -31,7 +31,7 @@ class Pix2PixConfig(ModelConfig):
 
 class Pix2Pix(GANModel):
     config_class = Pix2PixConfig
-    data_kinds = ("aligned", "single")
+    data_kinds = ("aligned",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:

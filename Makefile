@@ -1,0 +1,28 @@
+# Every target creates the virtualenv (.venv) and installs translate into it first, so a fresh clone
+# needs nothing else: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+# Train the cGAN on the bundled MNIST subset on the CPU, then sample a grid from it.
+demo: $(STAMP)
+	$(BIN)/translate-train experiment=cgan_demo
+	$(BIN)/translate-test run="$$(ls -td outputs/cgan/mnist_subset/*/ | head -n 1)"
+	@echo "Samples: $$(ls -td outputs/cgan/mnist_subset/*/ | head -n 1)test_latest/grid.png"
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) outputs multirun

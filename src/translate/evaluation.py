@@ -1,0 +1,49 @@
+"""Running a model's ``translate`` over datasets and averaging its per-image metrics.
+
+Shared by ``translate-test`` (which also writes every image) and the engine's validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from translate.devices import move_to
+from translate.models.base import GANModel
+
+BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor]], None]
+
+
+@torch.no_grad()
+def evaluate(
+    model: GANModel,
+    datasets: List[Dataset],
+    batch_size: int,
+    device: torch.device,
+    limit: Optional[int] = None,
+    on_batch: Optional[BatchCallback] = None,
+    progress: bool = True,
+) -> Dict[str, Dict[str, float]]:
+    """Translate the first ``limit`` inputs (all when None) of ``datasets`` in order, deterministically.
+
+    Returns ``{metric: {"mean": float, "num_images": int}}`` over every image; ``on_batch(batch,
+    visuals)`` sees each batch (on the CPU side: paths, etc.) with its visuals.
+    """
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    remaining = limit
+    for dataset in datasets:
+        n = len(dataset) if remaining is None else min(len(dataset), remaining)
+        for batch in tqdm(DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress):
+            visuals = model.translate(move_to(batch, device, False))
+            for key, values in model.test_metrics(visuals).items():
+                sums[key] = sums.get(key, 0.0) + float(values.double().sum())
+                counts[key] = counts.get(key, 0) + values.numel()
+            if on_batch is not None:
+                on_batch(batch, visuals)
+        if remaining is not None:
+            remaining -= n
+    return {key: {"mean": sums[key] / counts[key], "num_images": counts[key]} for key in sums}
