@@ -23,7 +23,11 @@ def config_dir() -> str:
 
 
 def _fail(app: str, err: BaseException) -> None:
-    print(f"{app}: error: {err}", file=sys.stderr)
+    message = str(err).strip()
+    if "Original Traceback" in message:
+        # Re-raised from a DataLoader worker: the message carries the worker's traceback; its last line is ours.
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    print(f"{app}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 

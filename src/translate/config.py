@@ -128,6 +128,7 @@ class TrainerConfig:
     val_every_n_epochs: Optional[int] = 5
     val_max_images: Optional[int] = 50
     keep_last_n: Optional[int] = None
+    skip_nonfinite: int = 0
     progress_bar: bool = True
 
 

@@ -58,11 +58,17 @@ class _EngineOptimization(Optimization):
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.track_norms = False
         self.grad_norms: Dict[str, torch.Tensor] = {}
+        self.nonfinite: list[str] = []
+        self.updates = 0
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
     def step(self, name: str, loss: torch.Tensor) -> None:
+        # A non-finite loss would poison the weights and Adam's moments: leave this update out and report it.
+        if not bool(torch.isfinite(loss.detach())):
+            self.nonfinite.append(name)
+            return
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -73,6 +79,7 @@ class _EngineOptimization(Optimization):
                 if grads:
                     self.grad_norms[net_name] = torch.stack(grads).norm()
         self.scaler.step(optimizer)
+        self.updates += 1
 
 
 class Trainer:
@@ -130,6 +137,7 @@ class Trainer:
             for net in self.model.networks.values():
                 net.compile()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.skipped_nonfinite = 0
         self.visual_batch = self._visual_batch()
         val_split = find_dataset_split(cfg.data, ("val",)) if tr.val_every_n_epochs and self.model.task == "translate" else None
         self.val_datasets = self.model.test_datasets(cfg.data, val_split) if val_split else []
@@ -258,21 +266,33 @@ class Trainer:
         log.info("epoch %d/%d done at step %d", self.epoch, self.total_epochs, self.step)
 
     def _check_finite(self, losses: Dict[str, torch.Tensor]) -> None:
-        values = torch.stack([v.detach().float() for v in losses.values()])
-        if not bool(torch.isfinite(values).all()):
-            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-            latest = self.ckpt_dir / "latest.pt"
-            hint = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint was written yet"
-            raise TrainingError(
-                f"non-finite loss at step {self.step + 1}: {terms}; {hint}; lower model.optim.lr or try device.amp=off"
+        """Stop on a step whose losses are not finite, or skip it while ``trainer.skip_nonfinite`` allows."""
+        if not self.opt.nonfinite:
+            return
+        skipped, self.opt.nonfinite = self.opt.nonfinite, []
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        self.skipped_nonfinite += 1
+        if self.skipped_nonfinite <= self.cfg.trainer.skip_nonfinite:
+            log.warning(
+                "step %d: non-finite loss (%s); skipped the %s update(s) (%d of trainer.skip_nonfinite=%d)",
+                self.step + 1, terms, "/".join(skipped), self.skipped_nonfinite, self.cfg.trainer.skip_nonfinite,
             )
+            return
+        latest = self.ckpt_dir / "latest.pt"
+        hint = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint was written yet"
+        raise TrainingError(
+            f"non-finite loss at step {self.step + 1}: {terms}; {hint}; lower model.optim.lr, try device.amp=off, "
+            f"or allow skipping with trainer.skip_nonfinite=N"
+        )
 
     def _train_step(self, batch: Any) -> None:
         tr = self.cfg.trainer
         batch = move_to(batch, self.device, self.channels_last)
         self.opt.track_norms = (self.step + 1) % tr.log_every_n_steps == 0
         losses = self.model.training_step(batch, self.opt)
-        self.opt.scaler.update()
+        if self.opt.updates:  # the scaler may only adjust after at least one scaled step
+            self.opt.scaler.update()
+            self.opt.updates = 0
         self._check_finite(losses)
         self.step += 1
         self.batch_in_epoch += 1
