@@ -1,0 +1,105 @@
+"""Training throughput and memory of any model/config, on synthetic images.
+
+Builds the run exactly as ``translate-train`` would (same config composition, same engine step), on a
+temporary folder of random images of the configured size, then times ``--steps`` optimisation steps after
+``--warmup`` untimed ones (compilation, cuDNN autotuning, allocator warm-up). Prints one JSON line:
+steps/s, images/s, and peak GPU memory when on CUDA.
+
+    python scripts/bench_train.py model=cyclegan                                  # paper settings, 256x256
+    python scripts/bench_train.py model=pix2pix trainer.batch_size=4 device=cuda device.amp=bf16
+    python scripts/bench_train.py model=cgan --steps 50                           # the MNIST cGAN
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from tqdm import tqdm
+
+from translate.cli import config_dir
+from translate.config import validate
+from translate.engine import Trainer
+
+
+def make_images(root: Path, model: str, size: int, count: int) -> list[str]:
+    """Random RGB images in the layout ``model`` trains on; returns the data overrides that point at them."""
+    gen = torch.Generator().manual_seed(0)
+
+    def save(path: Path, width: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = torch.randint(0, 256, (size, width, 3), dtype=torch.uint8, generator=gen)
+        Image.fromarray(pixels.numpy()).save(path)
+
+    if model == "pix2pix":
+        for i in range(count):
+            save(root / "train" / f"{i}.png", 2 * size)
+        return ["data=aligned", f"data.root={root}"]
+    for side in "AB":
+        for i in range(count):
+            save(root / f"train{side}" / f"{i}.png", size)
+    return ["data=unaligned", f"data.root={root}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="translate-train overrides, e.g. model=cyclegan device.amp=bf16")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--images", type=int, default=16, help="synthetic images per folder")
+    args = parser.parse_args()
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=args.overrides)
+    model = cfg.model.name
+    with tempfile.TemporaryDirectory() as tmp:
+        data = [] if model == "cgan" else make_images(Path(tmp) / "data", model, int(cfg.data.get("load_size", 256)), args.images)
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("train", overrides=[*data, *args.overrides, "logger=none", f"paths.output_dir={tmp}/out"])
+        cfg = validate(cfg)
+        trainer = Trainer(cfg, Path(tmp) / "run")
+        trainer._build()
+        trainer._writer, trainer._bar = None, tqdm(disable=True)
+        device = trainer.device
+        steps, timed, started = 0, 0, 0.0
+        while timed < args.steps:
+            for batch in trainer.loader:
+                if steps == args.warmup:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                    started = time.perf_counter()
+                trainer._train_step(batch)
+                steps += 1
+                timed = max(0, steps - args.warmup)
+                if timed >= args.steps:
+                    break
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - started
+    result = {
+        "model": model,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+        "batch_size": cfg.trainer.batch_size,
+        "image_size": cfg.data.get("crop_size", cfg.data.get("image_size")),
+        "amp": str(cfg.device.amp),
+        "channels_last": cfg.device.channels_last,
+        "compile": cfg.device.compile,
+        "steps": args.steps,
+        "steps_per_s": round(args.steps / elapsed, 3),
+        "images_per_s": round(args.steps * cfg.trainer.batch_size / elapsed, 2),
+        "s_per_step": round(elapsed / args.steps, 4),
+    }
+    if device.type == "cuda":
+        result["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
