@@ -26,7 +26,7 @@ from translate.image_pool import ImagePool
 from translate.losses import GANLoss, gradient_penalty
 from translate.metrics import l1
 from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
-from translate.networks.discriminators import build_discriminator
+from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
@@ -70,6 +70,7 @@ class CycleGAN(GANModel):
             )
         if info.image_size is not None:
             check_image_size(cfg.generator, info.image_size, "data.crop_size")
+            check_discriminator_size(cfg.discriminator, info.image_size)
         self.netG_A = build_generator(cfg.generator, info.input_nc, info.output_nc)
         self.netG_B = build_generator(cfg.generator, info.output_nc, info.input_nc)
         self.netD_A = build_discriminator(cfg.discriminator, info.output_nc)

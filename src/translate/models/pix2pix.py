@@ -17,7 +17,7 @@ from translate.config import DiscriminatorConfig, GeneratorConfig, ModelConfig, 
 from translate.losses import GANLoss, gradient_penalty
 from translate.metrics import l1, psnr, ssim
 from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
-from translate.networks.discriminators import build_discriminator
+from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
@@ -38,6 +38,7 @@ class Pix2Pix(GANModel):
         super().__init__(cfg, info)
         if info.image_size is not None:
             check_image_size(cfg.generator, info.image_size, "data.crop_size")
+            check_discriminator_size(cfg.discriminator, info.image_size)
         self.netG = build_generator(cfg.generator, info.input_nc, info.output_nc)
         # The conditional D judges the pair, so it sees A's and B's channels together.
         self.netD = build_discriminator(cfg.discriminator, info.input_nc + info.output_nc)

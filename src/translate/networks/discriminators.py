@@ -133,6 +133,21 @@ def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discrimin
         raise ConfigError(f"{section}.{err}") from None
 
 
+def check_discriminator_size(cfg: Any, size: int, what: str = "data.crop_size", section: str = "model.discriminator") -> None:
+    """Raise ConfigError if ``size`` x ``size`` images leave the PatchGAN ``cfg`` describes no output.
+
+    ``n_layers`` stride-2 convolutions then two more 4x4 convolutions need ``size >= 3 * 2**n_layers``
+    (24 for the 70x70 PatchGAN) to keep at least one patch and a normalisable last hidden map.
+    """
+    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg, DiscriminatorConfig())
+    smallest = 3 * 2**n_layers if n_layers > 0 else 1
+    if size < smallest:
+        raise ConfigError(
+            f"{what} {size} is too small for the PatchGAN ({section}.n_layers={n_layers}): "
+            f"use {what} >= {smallest} or a smaller {section}.n_layers"
+        )
+
+
 def receptive_field(net: nn.Module, input_nc: int, size: int = 512) -> int:
     """Measure the receptive field (in pixels, along the height) of the centre output of ``net``.
 

@@ -1,0 +1,165 @@
+"""Shared by test_pix2pix.py and test_cyclegan.py: tiny image folders, training and testing runs as the
+entry points do them (Hydra composition, validation, Trainer / run_test), and readers for what a run wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from translate.checkpoint import load_checkpoint
+from translate.cli import config_dir
+from translate.config import validate
+from translate.engine import Trainer
+from translate.models import build_model
+from translate.models.base import GANModel
+from translate.testing import run_test
+
+#: Overrides every run here shares: CPU, no worker processes, no progress bar, a constant learning rate.
+CPU = ["device=cpu", "data.num_workers=0", "trainer.progress_bar=false", "trainer.lr_policy=constant"]
+
+
+def blocks(rng: np.random.Generator, size: int, block: int = 4, channels: int = 3) -> np.ndarray:
+    """A ``[size, size, channels]`` uint8 image of random flat ``block`` x ``block`` squares: structure a
+    small generator can reproduce, unlike per-pixel noise."""
+    cells = rng.integers(0, 256, (size // block, size // block, channels), dtype=np.uint8)
+    return cells.repeat(block, 0).repeat(block, 1)
+
+
+def save(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def write_pairs(root: Path, split: str, n: int, size: int, seed: int) -> Dict[str, np.ndarray]:
+    """``root/<split>/<split>_<i>.png``: A | B side by side (reference layout) with B = 255 - A; returns A by stem."""
+    rng = np.random.default_rng(seed)
+    images = {}
+    for i in range(n):
+        a = blocks(rng, size)
+        stem = f"{split}_{i:02d}"
+        save(np.concatenate([a, 255 - a], axis=1), root / split / f"{stem}.png")
+        images[stem] = a
+    return images
+
+
+def write_folder(
+    folder: Path, n: int, size: int, seed: int, prefix: str, invert: bool = False
+) -> Dict[str, np.ndarray]:
+    """``folder/<prefix><i>.png``, colour-inverted when ``invert``; returns the images by stem."""
+    rng = np.random.default_rng(seed)
+    images = {}
+    for i in range(n):
+        image = blocks(rng, size)
+        images[f"{prefix}{i}"] = 255 - image if invert else image
+        save(images[f"{prefix}{i}"], folder / f"{prefix}{i}.png")
+    return images
+
+
+def compose_config(config_name: str, overrides: Iterable[str]) -> DictConfig:
+    """What ``translate-train`` / ``translate-test`` receive for these command-line overrides."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="test_models"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def train_config(overrides: Iterable[str]) -> DictConfig:
+    return validate(compose_config("train", [*CPU, *overrides]))
+
+
+def train(run_dir: Path, overrides: Iterable[str]) -> Trainer:
+    """Train as ``translate-train <overrides>`` would into ``run_dir``; returns the finished Trainer."""
+    trainer = Trainer(train_config(overrides), run_dir)
+    trainer.fit()
+    return trainer
+
+
+def translate_test(run_dir: Path, out: Path, *overrides: str) -> Path:
+    """``translate-test run=<run_dir> output_dir=<out> <overrides>``, in this process."""
+    return run_test(compose_config("test", [f"run={run_dir}", f"output_dir={out}", "device=cpu", *overrides]))
+
+
+def run_cli(script: str, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    """An installed console script, one thread (the test machine's cores are shared), output captured."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(OMP_NUM_THREADS="1", TRANSLATE_DATA_DIR=str(cwd / "data"))
+    script_path = Path(sys.executable).parent / script
+    return subprocess.run([str(script_path), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def load_run_model(run_dir: Path) -> GANModel:
+    """The model of ``run_dir``'s latest checkpoint, rebuilt from the checkpoint alone, in eval mode."""
+    state = load_checkpoint(run_dir)
+    model = build_model(validate(OmegaConf.create(state["config"])).model, state["info"])
+    for name, net in model.networks.items():
+        net.load_state_dict(state["networks"][name])
+    return model.eval()
+
+
+def read_png(path: Path) -> np.ndarray:
+    return np.array(Image.open(path))
+
+
+def as_input(array: np.ndarray) -> torch.Tensor:
+    """uint8 ``[H, W, C]`` -> the model input ``[1, C, H, W]`` in [-1, 1], as the datasets make it."""
+    return torch.from_numpy(array).float().div(255).permute(2, 0, 1).unsqueeze(0) * 2 - 1
+
+
+def as_png_levels(image: torch.Tensor) -> np.ndarray:
+    """A model output ``[1, C, H, W]`` in [-1, 1] -> the uint8 ``[H, W, C]`` that translate-test saves."""
+    unit = ((image[0].float() + 1) / 2).clamp(0, 1)
+    return (unit * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def png_error(path: Path, expected: np.ndarray) -> float:
+    """Largest per-pixel difference, in 8-bit levels, between a written PNG and ``expected``."""
+    return float(np.abs(read_png(path).astype(int) - expected.astype(int)).max())
+
+
+def assert_test_outputs(out: Path, stems: Dict[str, Sequence[str]]) -> None:
+    """``out/images`` holds exactly ``<stem>_<visual>.png`` for every stem and visual, and index.html shows
+    every one of them on the row of its stem."""
+    expected = {f"{stem}_{visual}.png" for stem, visuals in stems.items() for visual in visuals}
+    assert {p.name for p in (out / "images").iterdir()} == expected
+    page = (out / "index.html").read_text()
+    rows = {re.search(r"<td>([^<]*)</td>", row).group(1): row for row in page.split("<tr>")[2:]}
+    assert rows.keys() == stems.keys()
+    for stem, visuals in stems.items():
+        for visual in visuals:
+            assert f'src="images/{stem}_{visual}.png"' in rows[stem], (stem, visual)
+
+
+def read_metrics(out: Path) -> Dict[str, Dict[str, float]]:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def read_events(tb_dir: Path):
+    """Every TensorBoard event under ``tb_dir``, unsampled."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def scalar_values(acc, tag: str) -> List[float]:
+    return [event.value for event in acc.Scalars(tag)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions run many times faster on one thread than on two contended ones; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
