@@ -7,12 +7,12 @@ A checkpoint holds only tensors, numbers, strings and plain containers, so it lo
 from __future__ import annotations
 
 import os
-import pickle
 import random
+import re
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Mapping, Union
 
 import torch
 
@@ -31,6 +31,7 @@ def atomic_write(path: Union[str, Path], write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; outputs are meant to be shared like any other file
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -55,15 +56,44 @@ def resolve_checkpoint(path: Union[str, Path]) -> Path:
     return path
 
 
-def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """Load one of our checkpoints on the CPU without executing code; clear errors for anything else."""
-    path = resolve_checkpoint(path)
+def read_weights(path: Union[str, Path]) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: only tensors, numbers, strings and plain
+    containers come back, and a file that would need anything else, or that is not a torch file at
+    all, raises CheckpointError with a one-line message naming it. Nothing in the file is executed."""
+    path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {first}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        with warnings.catch_warnings():
+            # Plain pickles of protocol > 2 load fine; the notice would only add noise to the error path.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from None
+    # A damaged or hostile file can fail anywhere in the unpickler, with any exception type.
+    except Exception as err:  # noqa: BLE001
+        text = str(err)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise CheckpointError(
+                f"{path} refers to the Python object {found.group(1)}, which weights never need; refusing to load "
+                "it (translate never runs code from a checkpoint; re-save the tensors alone if you trust the file)"
+            ) from None
+        detail = next((line.strip() for line in text.splitlines() if "Unsupported" in line), "")
+        detail = detail or (text.strip().splitlines()[0] if text.strip() else type(err).__name__)
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {detail}"
+        ) from None
+
+
+def is_translate_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` (what :func:`read_weights` returned) is one of translate's own checkpoints."""
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
+def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+    """Load one of our checkpoints (a file, or a run directory's latest) on the CPU without executing code."""
+    path = resolve_checkpoint(path)
+    state = read_weights(path)
+    if not is_translate_checkpoint(state):
         raise CheckpointError(f"{path} is not a translate checkpoint (a reference-format generator file belongs in checkpoint=... of translate-test)")
     return state
 

@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.data import build_dataset, find_dataset_split, prepare_data
 from translate.data.sampling import EpochSampler
-from translate.devices import DeviceError, move_to, resolve_device
+from translate.devices import move_to, resolve_device
 from translate.evaluation import evaluate
 from translate.models import build_model
 from translate.models.base import GANModel, Optimization

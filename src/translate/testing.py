@@ -1,5 +1,10 @@
 """``translate-test``: load a trained run and translate a test split (or sample digits, for the cGAN).
 
+``checkpoint=`` may also name a generator file of the reference implementation (``latest_net_G.pth``,
+``latest_net_G_A.pth``, ...): that one generator is applied one way to ``data`` (required then), its
+inputs shown as real_A and its outputs as fake_B whatever the file's name, into
+``<file's folder>/test_<file stem>/`` by default; see :mod:`translate.pretrained`.
+
 Outputs under ``output_dir`` (default ``<run>/test_<checkpoint name>/``):
 - image models: ``images/<stem>_<visual>.png``, ``index.html`` (each input's visuals side by side),
   ``metrics.json`` (mean of each per-image metric, with the number of images it used);
@@ -16,14 +21,15 @@ from typing import Any, Dict, List
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
-from translate.checkpoint import CheckpointError, atomic_write, load_checkpoint, resolve_checkpoint
+from translate.checkpoint import CheckpointError, atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.config import ConfigError, validate
-from translate.engine import move_to, resolve_device
+from translate.devices import resolve_device
+from translate.evaluation import evaluate
 from translate.models import build_model
-from translate.models.base import GANModel
+from translate.models.base import DataInfo, GANModel
+from translate.pretrained import GeneratorOnly, generator_from_weights
 from translate.visuals import rows_to_grid, save_png, to_unit
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,11 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
     if not cfg.run and not cfg.checkpoint:
         raise ConfigError("run: say which run to test, e.g. translate-test run=outputs/cgan/mnist/<timestamp>")
     ckpt_path = resolve_checkpoint(cfg.checkpoint or cfg.run)
-    state = load_checkpoint(ckpt_path)
+    state = read_weights(ckpt_path)
+    if not is_translate_checkpoint(state):
+        return load_generator_file(cfg, state, ckpt_path)
+    if cfg.get("model") is not None:
+        log.warning("model=%s is ignored: %s is a translate checkpoint, whose saved config decides the model", cfg.model.get("name"), ckpt_path)
     run_cfg = OmegaConf.create(state["config"])
     run_cfg.device = cfg.device
     if cfg.get("data") is not None:
@@ -44,15 +54,48 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
         # As the reference tests: resize to the crop size, so the whole image is translated.
         run_cfg.data.load_size = run_cfg.data.crop_size
     run_cfg.resume = None
-    typed = validate(run_cfg)
+    model, typed = build_trained(state, ckpt_path, run_cfg)
+    run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
+    out = Path(cfg.output_dir) if cfg.output_dir else run_dir / f"test_{ckpt_path.stem}"
+    return model, typed, ckpt_path, out
+
+
+def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig) -> tuple[GANModel, Any]:
+    """The model of one of our checkpoints (``state``, read from ``ckpt_path``) with its weights, built
+    from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated."""
+    typed = validate(run_cfg, testing=True)
     model = build_model(typed.model, state["info"])
     for name, net in model.networks.items():
         try:
             net.load_state_dict(state["networks"][name])
         except (KeyError, RuntimeError) as err:
             raise CheckpointError(f"{ckpt_path}: network {name} does not fit the config saved with it: {str(err).splitlines()[0][:200]}") from None
-    run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
-    out = Path(cfg.output_dir) if cfg.output_dir else run_dir / f"test_{ckpt_path.stem}"
+    return model, typed
+
+
+def load_generator_file(cfg: DictConfig, weights: Any, ckpt_path: Path) -> tuple[GANModel, Any, Path, Path]:
+    """``load_trained`` for a reference-format generator file (``weights``, read from ``ckpt_path``):
+    that generator, wrapped to translate ``cfg.data`` one way. ``model=`` is optional and supplies only
+    what the file's keys cannot imply; with none, pix2pix's options (CycleGAN's for unaligned data)."""
+    if cfg.get("data") is None:
+        raise ConfigError(
+            f"data: {ckpt_path} holds one generator and no data; add data=single data.root=<folder of images> "
+            "(or data=aligned data.root=<pairs> to get metrics)"
+        )
+    model_cfg = cfg.model if cfg.get("model") is not None else {"name": "cyclegan" if cfg.data.get("kind") == "unaligned" else "pix2pix"}
+    typed = validate(
+        OmegaConf.create({"model": model_cfg, "data": cfg.data, "device": cfg.device, "paths": cfg.paths, "seed": cfg.seed}),
+        testing=True,
+    )
+    netG, typed.model.generator, layout = generator_from_weights(
+        weights, ckpt_path, typed.model.generator, typed.data.input_nc, typed.data.output_nc, warn=cfg.get("model") is not None
+    )
+    typed.data.input_nc, typed.data.output_nc = layout.input_nc, layout.output_nc
+    if "crop_size" in typed.data:
+        # As for our checkpoints: the whole image, resized, is translated.
+        typed.data.load_size = typed.data.crop_size
+    model = GeneratorOnly(netG, typed.model.generator, DataInfo(layout.input_nc, layout.output_nc))
+    out = Path(cfg.output_dir) if cfg.output_dir else ckpt_path.parent / f"test_{ckpt_path.stem}"
     return model, typed, ckpt_path, out
 
 
@@ -88,43 +131,30 @@ def write_translations(model: GANModel, datasets: List[Dataset], out: Path, cfg:
     """Translate every input of ``datasets`` (``num_test`` caps the total) in batches; write the images,
     index.html and metrics.json."""
     rows: List[tuple[str, Dict[str, str]]] = []
-    sums: Dict[str, float] = {}
-    counts: Dict[str, int] = {}
-    remaining = cfg.num_test
-    for dataset in datasets:
-        used_stems: set[str] = set()
-        n = len(dataset) if remaining is None else min(len(dataset), remaining)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=range(n))
-        for batch in tqdm(loader, desc="test", leave=False):
-            paths = batch.get("A_path") or batch.get("B_path")
-            visuals = model.translate(move_to(batch, device, False))
-            for key, values in model.test_metrics(visuals).items():
-                finite = values.float()
-                sums[key] = sums.get(key, 0.0) + float(finite.sum())
-                counts[key] = counts.get(key, 0) + finite.numel()
-            for i, path in enumerate(paths):
-                stem = _unique_stem(Path(path).stem, used_stems)
-                files = {}
-                for name, images in visuals.items():
-                    files[name] = f"images/{stem}_{name}.png"
-                    save_png(to_unit(images[i]), out / files[name])
-                rows.append((stem, files))
-        if remaining is not None:
-            remaining -= n
-    metrics = {key: {"mean": sums[key] / counts[key], "num_images": counts[key]} for key in sums}
+    used: set[str] = set()
+
+    def write_batch(batch: Dict[str, Any], visuals: Dict[str, torch.Tensor]) -> None:
+        for i, path in enumerate(batch.get("A_path") or batch["B_path"]):
+            stem = _unique_stem(Path(path).stem, visuals, used)
+            files = {name: f"images/{stem}_{name}.png" for name in visuals}
+            for name, images in visuals.items():
+                save_png(to_unit(images[i]), out / files[name])
+            rows.append((stem, files))
+
+    metrics = evaluate(model, datasets, cfg.batch_size, device, cfg.num_test, write_batch)
     write_index(out / "index.html", rows)
     atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
     for key, value in metrics.items():
         log.info("%s = %.4f (%d images)", key, value["mean"], value["num_images"])
 
 
-def _unique_stem(stem: str, used: set[str]) -> str:
-    """Recursive folders may hold the same file name twice; keep every output."""
+def _unique_stem(stem: str, visuals: Dict[str, torch.Tensor], used: set[str]) -> str:
+    """Recursive folders may hold the same file name twice; keep every output file."""
     candidate, k = stem, 1
-    while candidate in used:
+    while any(f"{candidate}_{name}" in used for name in visuals):
         k += 1
         candidate = f"{stem}_{k}"
-    used.add(candidate)
+    used.update(f"{candidate}_{name}" for name in visuals)
     return candidate
 
 

@@ -1,0 +1,194 @@
+"""``translate-export``: write a trained generator as a file that runs without ``translate`` installed.
+
+    translate-export run=<run dir> format=torchscript|onnx [checkpoint=<file>] [network=G|G_A|G_B]
+                     [output=<file>] [size=<side>]
+
+``checkpoint=`` may also be a reference generator file (``latest_net_G.pth``, ...). The generator is
+exported in eval mode (dropout off, batch norm on its running statistics), traced on a
+``[1, C, size, size]`` input, and accepts any batch size and any image side the network takes
+(multiples of 4 for a ResNet, of ``2 ** num_downs`` for a U-Net; the exported file does not check).
+
+- ``torchscript``: ``torch.jit.load(path)(x)`` with x ``[N, C, H, W]`` in [-1, 1]; needs only PyTorch.
+- ``onnx``: input ``input`` ``[N, C, H, W]``, output ``output``; needs the ``onnx`` package to write
+  (``pip install "translate[export]"``), any ONNX runtime to run.
+
+The cGAN's generator takes ``z`` ``[N, z_dim]`` and ``labels`` ``[N]`` (int64) instead. The default output is
+``<run>/export/<network>_<checkpoint stem>.torchscript.pt`` (or ``.onnx``); for a reference file,
+``<its folder>/export/<its stem>.torchscript.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from translate.checkpoint import atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.config import ConfigError
+from translate.networks.generators import ConditionalGenerator, generator_input_multiple
+from translate.pretrained import generator_from_weights
+from translate.testing import build_trained
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+KEYS = ("run", "checkpoint", "format", "network", "output", "size")
+ONNX_OPSET = 17
+DEFAULT_SIZE = 256
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be written (e.g. a missing optional package); the message says what to do."""
+
+
+def load_generator(path: PathLike, network: Optional[str] = None) -> Tuple[nn.Module, str, Path, Optional[int]]:
+    """The generator to export from ``path`` (a run directory, one of its checkpoints, or a reference
+    generator file), in eval mode on the CPU.
+
+    Returns ``(generator, name for output files, folder for default outputs, image side it was trained
+    at or None)``. ``network`` picks a generator of a run (default: its first, G or G_A).
+    """
+    path = resolve_checkpoint(path)
+    weights = read_weights(path)
+    if not is_translate_checkpoint(weights):
+        if network is not None:
+            raise ConfigError(f"network={network}: {path} is a reference file holding a single generator; leave network= out")
+        net = generator_from_weights(weights, path)[0]
+        return net.eval(), path.stem, path.parent / "export", None
+    run_cfg = OmegaConf.create(weights["config"])
+    run_cfg.resume = None
+    model, typed = build_trained(weights, path, run_cfg)
+    generators = [name for name in model.networks if name.startswith("G")]
+    name = network or generators[0]
+    if name not in generators:
+        raise ConfigError(
+            f"network={name} is not a generator of this {typed.model.name} run; choose one of: {', '.join(generators)}"
+        )
+    size = typed.data.get("crop_size")
+    return model.networks[name].eval(), f"{name}_{path.stem}", path.parent.parent / "export", size
+
+
+def example_inputs(net: nn.Module, size: int) -> Tuple[Tuple[torch.Tensor, ...], List[str], Dict[str, Dict[int, str]]]:
+    """``(example inputs, input names, dynamic axes)`` for tracing ``net``; images are ``[1, C, size, size]``."""
+    if isinstance(net, ConditionalGenerator):
+        z = torch.randn(1, net.z_dim)
+        labels = torch.zeros(1, dtype=torch.long)
+        return (z, labels), ["z", "labels"], {"z": {0: "batch"}, "labels": {0: "batch"}, "output": {0: "batch"}}
+    multiple = generator_input_multiple(net)
+    if size <= 0 or size % multiple:
+        raise ConfigError(
+            f"size={size} does not fit this generator: image sides must be multiples of {multiple}, "
+            f"e.g. {multiple * max(1, size // multiple)}"
+        )
+    channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
+    image_axes = {0: "batch", 2: "height", 3: "width"}
+    return (torch.randn(1, channels, size, size),), ["input"], {"input": image_axes, "output": image_axes}
+
+
+def write_torchscript(net: nn.Module, example: Tuple[torch.Tensor, ...], output: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        # The only Python control flow in the generators is their input-size check, meant to stay out of the graph.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        traced = torch.jit.trace(net, example)
+    atomic_write(output, lambda tmp: torch.jit.save(traced, tmp))
+
+
+def write_onnx(
+    net: nn.Module, example: Tuple[torch.Tensor, ...], names: List[str], axes: Dict[str, Dict[int, str]], output: Path
+) -> None:
+    def write(tmp: str) -> None:
+        # The TorchScript-based exporter: one self-contained file, dynamic batch and image sides, and
+        # no dependency beyond onnx (the dynamo exporter needs onnxscript and pins U-Net sides).
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                net, example, tmp, input_names=names, output_names=["output"],
+                dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+            )
+
+    atomic_write(output, write)
+
+
+def export_generator(
+    source: PathLike,
+    fmt: str,
+    network: Optional[str] = None,
+    output: Optional[PathLike] = None,
+    size: Optional[int] = None,
+) -> Path:
+    """Export the generator of ``source`` (run directory, checkpoint or reference file) as ``fmt``
+    (``torchscript`` or ``onnx``) to ``output``, atomically; returns the path written.
+
+    ``size``: the side of the example image it is traced on (default: the run's crop size, else 256).
+    """
+    if fmt not in SUFFIXES:
+        raise ConfigError(f"format={fmt!r} is not known; choose one of: {', '.join(SUFFIXES)}")
+    if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
+        raise ExportError('format=onnx needs the onnx package: pip install "translate[export]"')
+    net, name, folder, trained_size = load_generator(source, network)
+    example, names, axes = example_inputs(net, size if size is not None else trained_size or DEFAULT_SIZE)
+    path = Path(output) if output else folder / f"{name}{SUFFIXES[fmt]}"
+    if fmt == "torchscript":
+        write_torchscript(net, example, path)
+    else:
+        write_onnx(net, example, names, axes, path)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="translate-export",
+        description="Write a trained generator as a TorchScript or ONNX file that runs without translate installed.",
+        epilog="keys: run=<run dir>, checkpoint=<file> (a run's checkpoint or a reference latest_net_G*.pth), "
+        "format=torchscript|onnx, network=G|G_A|G_B (default: the first generator), output=<file>, "
+        "size=<side of the example image> (default: the run's crop size, else 256)",
+    )
+    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from translate.errors import USER_ERRORS
+
+    parser = _parser()
+    settings: Dict[str, str] = {}
+    for item in parser.parse_args(argv).settings:
+        key, sep, value = item.partition("=")
+        if not sep or key not in KEYS:
+            parser.error(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(KEYS)}")
+        settings[key] = value
+    if "format" not in settings:
+        parser.error("format: say format=torchscript or format=onnx")
+    if not settings.get("run") and not settings.get("checkpoint"):
+        parser.error("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
+    size = settings.get("size")
+    if size is not None and not size.isdigit():
+        parser.error(f"size={size!r} is not a whole number of pixels, e.g. size=256")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        with warnings.catch_warnings():
+            # torch.jit and the TorchScript-based ONNX exporter announce their deprecation on every use.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            out = export_generator(
+                settings.get("checkpoint") or settings["run"],
+                settings["format"],
+                settings.get("network") or None,
+                settings.get("output") or None,
+                int(size) if size else None,
+            )
+    except (*USER_ERRORS, ExportError) as err:
+        parser.exit(2, f"translate-export: error: {err}\n")
+    print(f"translate-export: wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
