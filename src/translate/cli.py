@@ -11,8 +11,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from translate.errors import USER_ERRORS
-
 log = logging.getLogger("translate")
 
 
@@ -47,8 +45,10 @@ def _resume_argv(args: List[str]) -> List[str]:
 
 
 def _train_task(cfg: DictConfig) -> None:
+    # Imported here so that --help, --cfg and Hydra's own errors answer without loading torch.
     from translate.config import validate
     from translate.engine import Trainer
+    from translate.errors import USER_ERRORS
 
     try:
         typed = validate(cfg)
@@ -60,6 +60,7 @@ def _train_task(cfg: DictConfig) -> None:
 
 
 def _test_task(cfg: DictConfig) -> None:
+    from translate.errors import USER_ERRORS
     from translate.testing import run_test
 
     try:

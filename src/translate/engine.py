@@ -112,6 +112,9 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            # Each iterator draws its worker seed from this generator, not the global RNG, so starting an
+            # iterator part-way through an epoch (resume) leaves the training randomness untouched.
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         self.steps_per_epoch = math.ceil(len(self.dataset) / tr.batch_size)
         self.total_epochs = tr.n_epochs + tr.n_epochs_decay
@@ -215,7 +218,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a crashed run wrote after its last checkpoint, so curves do not fork.
-        return SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step if self.step else None)
+        return SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
 
     def _log_scalars(self, writer: Any, losses: Dict[str, float]) -> None:
         if writer is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ NUM_CLASSES = 10
 SPLITS = ("train", "test")
 
 
+@functools.lru_cache(maxsize=None)
 def load_bundled(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """The real-MNIST subset shipped in the package (see scripts/make_mnist_subset.py)."""
     with resources.files("translate.assets").joinpath("mnist_subset.pt.gz").open("rb") as raw, gzip.open(raw) as f:

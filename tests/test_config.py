@@ -1,0 +1,169 @@
+"""The YAML configs compose, and ``validate`` turns every bad key, type or choice into a one-line error
+that names it, before any data is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from translate.cli import config_dir
+from translate.config import ConfigError, validate
+from translate.models import MODELS
+
+CONF = Path(config_dir())
+# hydra/ configures run directories, not the job; the CLI tests check where runs go.
+GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir() and d.name != "hydra")
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
+# The key whose value each option of these groups must carry: run directories and logs are named by them.
+NAMED_BY = {"model": "name", "data": "name", "device": "accelerator", "logger": "name"}
+
+
+def _pairing(group: str, cfg) -> tuple[list[str], bool]:
+    """Overrides that give ``cfg`` a model and data that fit each other, keeping ``group``'s choice, and
+    whether the pair is a test-time one (image models also translate a ``single`` folder in translate-test)."""
+    model, kind = MODELS[cfg.model.name], cfg.data.kind
+    if kind in model.data_kinds:
+        return [], False
+    if group == "model":
+        return [f"data={model.data_kinds[0]}"], False
+    testing = kind == "single"
+    fits = [name for name, cls in MODELS.items() if (cls.task == "translate" if testing else kind in cls.data_kinds)]
+    assert fits, f"no model trains on data.kind={kind}"
+    return [f"model={fits[0]}"], testing
+
+
+def test_every_group_has_options():
+    assert {"model", "data", "device", "trainer", "logger", "paths", "experiment", "debug"} <= set(GROUPS)
+    assert ("model", "cgan") in OPTIONS and ("data", "mnist_subset") in OPTIONS and ("debug", "smoke") in OPTIONS
+
+
+@pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_composes_and_validates(compose_config, group, option):
+    cfg = compose_config("train", f"{group}={option}")
+    pairing, testing = _pairing(group, cfg)
+    if pairing:
+        cfg = compose_config("train", f"{group}={option}", *pairing)
+    typed = validate(cfg, testing=testing)
+    # every interpolation (paths, presets' roots) resolves
+    OmegaConf.to_container(typed, resolve=True)
+    if group in NAMED_BY:
+        assert str(typed[group][NAMED_BY[group]]) == option
+
+
+def test_defaults_are_the_conditional_gan_of_the_issue(compose_config):
+    cfg = validate(compose_config("train"))
+    m = cfg.model
+    assert (m.name, m.z_dim, m.num_classes, m.gan_mode) == ("cgan", 100, 10, "vanilla")
+    assert (m.optim.lr, m.optim.beta1, m.optim.beta2) == (2e-4, 0.5, 0.999)
+    for net in (m.generator, m.discriminator):
+        assert (net.init_type, net.init_gain) == ("normal", 0.02)
+    assert (cfg.data.name, cfg.data.image_size) == ("mnist", 32)
+    assert (cfg.device.accelerator, cfg.device.amp, cfg.device.channels_last) == ("auto", "off", False)
+    assert (cfg.trainer.lr_policy, cfg.trainer.max_steps) == ("linear", None)
+    assert cfg.logger.enabled and cfg.resume is None
+
+
+def test_model_picks_its_schedule_and_the_command_line_still_wins(compose_config):
+    assert compose_config("train").trainer.batch_size == 64
+    assert compose_config("train", "trainer=default").trainer.batch_size == 1
+
+
+def test_command_line_overrides_survive_validation(compose_config):
+    cfg = validate(compose_config("train", "trainer.batch_size=7", "model.optim.lr=1e-3", "device=cpu", "seed=5"))
+    assert (cfg.trainer.batch_size, cfg.model.optim.lr, cfg.device.accelerator, cfg.seed) == (7, 1e-3, "cpu", 5)
+
+
+def test_debug_smoke_is_a_handful_of_steps(compose_config):
+    cfg = validate(compose_config("train", "data=mnist_subset", "debug=smoke"))
+    assert cfg.trainer.max_steps is not None and cfg.trainer.max_steps <= 10
+    assert cfg.data.max_dataset_size is not None
+
+
+def test_data_dir_comes_from_the_environment(compose_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSLATE_DATA_DIR", str(tmp_path))
+    cfg = validate(compose_config("train", "model=cyclegan", "data=horse2zebra"))
+    assert OmegaConf.to_container(cfg, resolve=True)["data"]["root"] == f"{tmp_path}/horse2zebra"
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
+    message = str(err.value)
+    assert "\n" not in message, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+
+
+def test_misspelled_key_on_the_command_line_is_refused(compose_config):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", "trainer.batchsize=3")
+    assert "trainer.batchsize" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("+trainer.batchsize=3", "trainer.batchsize"),
+        ("+model.generator.ngff=8", "model.generator.ngff"),
+        ("+data.rooot=x", "data.rooot"),
+        ("+device.amps=bf16", "device.amps"),
+        ("+seeed=1", "seeed"),
+    ],
+)
+def test_unknown_key_is_refused_by_validate(compose_config, override, key):
+    """A key forced in with ``+`` (or a typo in a user's own YAML) is not silently ignored."""
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("train", override))
+    _one_line(err, key)
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("trainer.batch_size=abc", "trainer.batch_size", "abc"),
+        ("model.optim.lr=fast", "model.optim.lr", "fast"),
+        ("model.z_dim=1.5", "model.z_dim", "1.5"),
+        ("data.image_size=big", "data.image_size", "big"),
+        ("device.channels_last=maybe", "device.channels_last", "maybe"),
+    ],
+)
+def test_wrong_type_names_key_and_value(compose_config, override, key, value):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("train", override))
+    _one_line(err, key, value)
+
+
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        ("model.gan_mode=foo", "model.gan_mode", "vanilla"),
+        ("device.accelerator=tpu", "device.accelerator", "cpu"),
+        ("device.amp=fp8", "device.amp", "bf16"),
+        ("trainer.lr_policy=exponential", "trainer.lr_policy", "cosine"),
+        ("model.generator.init_type=uniform", "model.generator.init_type", "xavier"),
+        ("model.name=foo", "model.name", "cgan"),
+        ("data.kind=foo", "data.kind", "mnist"),
+    ],
+)
+def test_unknown_choice_names_key_value_and_the_choices(compose_config, override, key, valid):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("train", override))
+    _one_line(err, key, override.split("=")[1], valid)
+
+
+@pytest.mark.parametrize("override, valid", [("device=tpu", "cpu"), ("model=foo", "cgan"), ("data=nope", "mnist")])
+def test_unknown_group_option_lists_the_options(compose_config, override, valid):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", override)
+    group, option = override.split("=")
+    assert f"{group}/{option}" in str(err.value) and valid in str(err.value)
+
+
+def test_model_and_data_that_do_not_fit_are_refused(compose_config):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("train", "model=pix2pix", "data=mnist"))
+    _one_line(err, "pix2pix", "mnist", "aligned")
