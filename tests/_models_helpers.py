@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
-import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -154,12 +153,3 @@ def read_events(tb_dir: Path):
 
 def scalar_values(acc, tag: str) -> List[float]:
     return [event.value for event in acc.Scalars(tag)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run many times faster on one thread than on two contended ones; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

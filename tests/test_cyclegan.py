@@ -11,12 +11,11 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 import torch
-from _models_helpers import (  # noqa: F401  (one_thread: an autouse fixture)
+from _models_helpers import (
     as_input,
     as_png_levels,
     assert_test_outputs,
     load_run_model,
-    one_thread,
     png_error,
     read_events,
     read_metrics,

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from _models_helpers import compose_config, one_thread, train, write_pairs  # noqa: F401  (one_thread: autouse)
+from _models_helpers import compose_config, train, write_pairs
 from translate.export import export_generator, main
 from translate.networks.generators import ResnetGenerator
 from translate.testing import load_trained

@@ -19,12 +19,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from _models_helpers import (  # noqa: F401  (one_thread: an autouse fixture)
+from _models_helpers import (
     as_input,
     as_png_levels,
     assert_test_outputs,
     compose_config,
-    one_thread,
     png_error,
     read_metrics,
     read_png,
