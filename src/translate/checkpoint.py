@@ -62,13 +62,16 @@ def read_weights(path: Union[str, Path]) -> Any:
     all, raises CheckpointError with a one-line message naming it. Nothing in the file is executed."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # Plain pickles of protocol > 2 load fine; the notice would only add noise to the error path.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+        file = open(path, "rb")
     except OSError as err:
         raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from None
-    # A damaged or hostile file can fail anywhere in the unpickler, with any exception type.
+    try:
+        with file, warnings.catch_warnings():
+            # Plain pickles of protocol > 2 load fine; the notice would only add noise to the error path.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(file, map_location="cpu", weights_only=True)
+    # A damaged or hostile file can fail anywhere in the unpickler, with any exception type; a
+    # truncated zip archive even raises OSError(EINVAL).
     except Exception as err:  # noqa: BLE001
         text = str(err)
         found = re.search(r"GLOBAL ([\w.]+)", text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -29,17 +29,23 @@ def _fail(app: str, err: BaseException) -> None:
     sys.exit(2)
 
 
+def _saved_overrides(args: List[str]) -> Optional[Path]:
+    """``<run>/.hydra/overrides.yaml`` of the run that ``resume=`` names, or None."""
+    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if not resume:
+        return None
+    path = Path(resume).expanduser()
+    saved = (path if path.is_dir() else path.parent.parent) / ".hydra" / "overrides.yaml"
+    return saved if saved.is_file() else None
+
+
 def _resume_argv(args: List[str]) -> List[str]:
     """``resume=<run dir or checkpoint>`` continues that run in its own directory with the overrides it
     was started with; overrides given now come after them and win."""
-    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
-    if not resume:
+    saved = _saved_overrides(args)
+    if saved is None:
         return args
-    path = Path(resume).expanduser()
-    run_dir = path if path.is_dir() else path.parent.parent
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        return args
+    run_dir = saved.parent.parent
     previous = [o for o in OmegaConf.load(saved) if not o.startswith(("resume=", "hydra.run.dir="))]
     return [*previous, *args, f"hydra.run.dir={run_dir}"]
 
@@ -75,8 +81,17 @@ _test_main = hydra.main(config_path=config_dir(), config_name="test", version_ba
 
 
 def train() -> None:
-    sys.argv = [sys.argv[0], *_resume_argv(sys.argv[1:])]
-    _train_main()
+    args = sys.argv[1:]
+    saved = _saved_overrides(args)
+    before = saved.read_bytes() if saved is not None else None
+    sys.argv = [sys.argv[0], *_resume_argv(args)]
+    try:
+        _train_main()
+    except SystemExit as exit_:
+        # Hydra rewrote the run's overrides.yaml for this attempt; a failed one must not change later resumes.
+        if exit_.code and saved is not None:
+            saved.write_bytes(before)
+        raise
 
 
 def test() -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from translate.catalog import DataError
 from translate.checkpoint import CheckpointError
 from translate.config import ConfigError
-from translate.data.folders import BadImageError, DatasetNotFoundError
+from translate.data.folders import BadImageError, DatasetLayoutError, DatasetNotFoundError
+from translate.data.transforms import ImageTooSmallError
 from translate.devices import DeviceError
 from translate.engine import TrainingError
 
-USER_ERRORS = (ConfigError, CheckpointError, DataError, DatasetNotFoundError, BadImageError, DeviceError, TrainingError)
+USER_ERRORS = (
+    ConfigError, CheckpointError, DataError, DatasetNotFoundError, DatasetLayoutError, BadImageError, ImageTooSmallError,
+    DeviceError, TrainingError,
+)

@@ -74,7 +74,8 @@ class AlignedDataset(FolderDataset):
 
     A is the network input and B the target: with ``direction=BtoA`` the right half (layout a) or the
     ``B`` file (layout b) becomes A. Both get the same crop and flip. ``len`` is the number of pairs,
-    capped by ``max_dataset_size``.
+    capped by ``max_dataset_size``; then ``skip_bad`` drops every pair with a file that cannot be
+    decoded, is smaller than the crop, or (layout b) does not match its partner's size.
     """
 
     layout = (
@@ -103,7 +104,8 @@ class AlignedDataset(FolderDataset):
             pairs = match_pairs(a_dir, b_dir)
         if self.btoa:
             pairs = [(b, a) for a, b in pairs]
-        self.pairs = limit(pairs, self.max_dataset_size)
+        where = combined if self.side_by_side else f"{a_dir} and {b_dir}"
+        self.pairs = self._usable(limit(pairs, self.max_dataset_size), self._check_pair, where)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -127,6 +129,11 @@ class AlignedDataset(FolderDataset):
         left, right = ab.crop((0, 0, half, h)), ab.crop((half, 0, 2 * half, h))
         a, b = (right, left) if self.btoa else (left, right)
         return convert_channels(a, self.input_nc), convert_channels(b, self.output_nc)
+
+    def _check_pair(self, pair: tuple[Path, Path]) -> None:
+        """Raise what reading ``pair`` as an item would (see ``FolderDataset._check_image``)."""
+        a, _ = self._read_pair(*pair)
+        self._check_size(a, pair[0])
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         index, gen = sample_rng(key)

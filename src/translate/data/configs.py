@@ -56,4 +56,6 @@ class ImageDataConfig:
     output_nc: int = 3
     max_dataset_size: Optional[int] = None
     serial_batches: bool = False
+    # Scan every image once before training and leave out (logging each) the ones that cannot be used.
+    skip_bad: bool = False
     num_workers: int = 4

@@ -6,9 +6,11 @@ DataLoader worker does not say which of thousands of files was bad.
 
 from __future__ import annotations
 
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence, TypeVar, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -18,7 +20,12 @@ from torch.utils.data import Dataset
 
 from translate.config import ConfigError
 from translate.data.configs import Direction, ImageDataConfig
-from translate.data.transforms import ImageTransform
+from translate.data.transforms import ImageTooSmallError, ImageTransform
+
+log = logging.getLogger(__name__)
+# A run builds a split's dataset more than once (training, the image grid, validation): each message
+# about skipped files is logged the first time only.
+_reported: set[str] = set()
 
 IMG_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -39,7 +46,12 @@ class DatasetLayoutError(ValueError):
 
 
 class BadImageError(ValueError):
-    """An image file cannot be decoded (corrupt, truncated, empty, not an image); names the file."""
+    """An image file cannot be decoded (corrupt, truncated, empty, not an image); names the file.
+    Also raised, naming the folder, when ``data.skip_bad`` leaves no usable image at all."""
+
+
+#: The errors that make one file unusable; ``data.skip_bad`` drops files that raise them.
+UNUSABLE_IMAGE_ERRORS = (BadImageError, ImageTooSmallError, DatasetLayoutError)
 
 
 def is_image_file(name: PathLike) -> bool:
@@ -103,20 +115,60 @@ def convert_channels(img: Image.Image, channels: int) -> Image.Image:
 def load_image(path: PathLike, channels: int) -> Image.Image:
     """Decode ``path`` fully into an 8-bit PIL image with ``channels`` channels (mode "L" or "RGB").
 
-    RGBA, LA, palette, CMYK, 1-bit and 16-bit ("I;16", "I") images are accepted; 16-bit samples
-    are scaled from 0..65535 to 0..255.
+    Grayscale, RGB, RGBA, LA, palette, CMYK, 1-bit and 16-bit ("I;16", "I") images are accepted
+    whatever ``channels`` is: gray is repeated into RGB, colour is reduced to luma (ITU-R 601-2),
+    alpha is dropped, 16-bit samples are scaled from 0..65535 to 0..255 (16-bit RGB is read at 8 bits
+    by Pillow). Floating-point images (mode "F") are refused: they have no agreed range.
 
     Raises:
-        BadImageError: the file is empty, truncated, or not an image Pillow can decode.
+        BadImageError: the file is empty, truncated, floating-point, or not an image Pillow can decode.
     """
     check_channels(channels, "channels")
     try:
         with Image.open(path) as img:
             img.load()
-            return convert_channels(img, channels)
+            if img.mode != "F":
+                return convert_channels(img, channels)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise BadImageError(f"{path}: cannot read image ({reason}); replace or remove the file") from None
+    raise BadImageError(f"{path}: a floating-point image (mode F) has no agreed range of values; save it as 8- or 16-bit")
+
+
+def keep_usable(items: Sequence[T], check: Callable[[T], object], where: str) -> list[T]:
+    """The ``items`` for which ``check(item)`` raises none of :data:`UNUSABLE_IMAGE_ERRORS`, in order.
+
+    For ``data.skip_bad``: ``check`` decodes an item's file(s) in full, so the items are checked by a
+    pool of threads (Pillow decodes without holding the GIL). Each dropped item is logged (once per
+    process) with the error's message, which names its file, then the total.
+
+    Raises:
+        BadImageError: no item is usable; ``where`` (the folder) is named.
+    """
+
+    def problem(item: T) -> Optional[str]:
+        try:
+            check(item)
+        except UNUSABLE_IMAGE_ERRORS as err:
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor() as pool:
+        problems = list(pool.map(problem, items))
+    kept = [item for item, reason in zip(items, problems) if reason is None]
+    messages = [f"data.skip_bad: skipping {reason}" for reason in problems if reason is not None]
+    if messages:
+        messages.append(f"data.skip_bad: skipped {len(items) - len(kept)} of {len(items)} images in {where}")
+    for message in messages:
+        if message not in _reported:
+            _reported.add(message)
+            log.warning(message)
+    if not kept:
+        raise BadImageError(
+            f"{where}: none of its {len(items)} images can be used (data.skip_bad=true skipped them all; "
+            "the warnings above say why); replace them or point data.root at another dataset"
+        )
+    return kept
 
 
 class FolderDataset(Dataset):
@@ -142,6 +194,7 @@ class FolderDataset(Dataset):
         self.btoa = str(cfg.direction) == Direction.BtoA.value
         self.max_dataset_size = cfg.max_dataset_size
         self.serial_batches = bool(cfg.serial_batches)
+        self.skip_bad = bool(cfg.skip_bad)
         self.transform = ImageTransform.from_config(cfg, train)
         self.root = self._root(cfg)
 
@@ -175,3 +228,16 @@ class FolderDataset(Dataset):
         """``path`` read with ``channels`` channels and preprocessed with its own crop and flip."""
         img = load_image(path, channels)
         return self.transform(img, self.transform.sample(img.size, gen, path))
+
+    def _check_size(self, img: Image.Image, path: Path) -> None:
+        """Raise ImageTooSmallError if ``img`` (read from ``path``) is smaller than the crop."""
+        # Drawing a window from a throwaway generator runs exactly the check a real read runs.
+        self.transform.sample(img.size, torch.Generator(), path)
+
+    def _check_image(self, path: Path, channels: int) -> None:
+        """Raise what reading ``path`` as an item would: BadImageError or ImageTooSmallError."""
+        self._check_size(load_image(path, channels), path)
+
+    def _usable(self, items: list[T], check: Callable[[T], object], where: PathLike) -> list[T]:
+        """``items``, less those ``check`` finds unusable when ``data.skip_bad`` (see :func:`keep_usable`)."""
+        return keep_usable(items, check, str(where)) if self.skip_bad else items

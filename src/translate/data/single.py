@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from translate.data.folders import FolderDataset, find_images, limit
@@ -13,7 +14,8 @@ class SingleDataset(FolderDataset):
 
     The folder is ``root/<split>`` when that exists, else ``root`` itself, so ``data.root`` may name
     a dataset (``.../horse2zebra`` with split ``testA``) or a plain folder of images (split ignored).
-    Images are found recursively; ``max_dataset_size`` caps their number.
+    Images are found recursively; ``max_dataset_size`` caps their number, then ``skip_bad`` drops
+    the files that cannot be decoded or are smaller than the crop (each logged).
     """
 
     layout = "a folder of images at <root>/{split}/ or <root>/"
@@ -21,7 +23,8 @@ class SingleDataset(FolderDataset):
     def __init__(self, cfg: Any, split: str, train: bool) -> None:
         super().__init__(cfg, split, train)
         folder = self.root / split if (self.root / split).is_dir() else self.root
-        self.paths = limit(find_images(folder, self.expected), self.max_dataset_size)
+        paths = limit(find_images(folder, self.expected), self.max_dataset_size)
+        self.paths = self._usable(paths, partial(self._check_image, channels=self.input_nc), folder)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,7 +18,8 @@ class UnalignedDataset(FolderDataset):
     With ``direction=BtoA`` the folders swap roles: A (the network input, ``input_nc`` channels) comes
     from ``<split>B``. ``len`` is the larger collection's size; item ``i`` is A image ``i mod |A|``
     with a B image drawn at random from the key's generator (``i mod |B|`` when ``serial_batches``).
-    A and B are cropped and flipped independently. ``max_dataset_size`` caps each collection.
+    A and B are cropped and flipped independently. ``max_dataset_size`` caps each collection, then
+    ``skip_bad`` drops from each the files that cannot be decoded or are smaller than the crop.
     """
 
     layout = "<root>/{split}A/ and <root>/{split}B/, one folder of images per domain"
@@ -28,7 +30,12 @@ class UnalignedDataset(FolderDataset):
         if self.btoa:
             folders.reverse()
         self.a_paths, self.b_paths = (
-            limit(find_images(folder, self.expected), self.max_dataset_size) for folder in folders
+            self._usable(
+                limit(find_images(folder, self.expected), self.max_dataset_size),
+                partial(self._check_image, channels=channels),
+                folder,
+            )
+            for folder, channels in zip(folders, (self.input_nc, self.output_nc))
         )
 
     def __len__(self) -> int:

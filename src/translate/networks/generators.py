@@ -67,7 +67,11 @@ def _check_input(x: torch.Tensor, multiple: int, name: str) -> None:
     h, w = x.shape[-2:]
     if h % multiple or w % multiple:
         bad = h if h % multiple else w
-        raise ValueError(f"input of size {h}x{w} does not fit {name}: {_size_hint(multiple, bad)}")
+        # A ConfigError (a ValueError) so that the entry points print it as one line: sizes come from data.*.
+        raise ConfigError(
+            f"input of size {h}x{w} does not fit {name}: {_size_hint(multiple, bad)}; "
+            "set data.load_size / data.crop_size / data.preprocess to give such sizes"
+        )
 
 
 def _padding(padding_type: str, amount: int) -> tuple[list[nn.Module], int]:

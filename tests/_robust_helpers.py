@@ -1,0 +1,188 @@
+"""Helpers of test_robustness.py: tiny runs of each model, the training CLI in-process and as a real
+process, and image folders with the damage a scraped dataset has."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from PIL import Image
+
+from translate import cli
+from translate.config import validate
+from translate.data.configs import ImageDataConfig
+from translate.engine import Trainer
+
+# Tiny convolutions on a few shared cores run many times faster on one thread than on several
+# competing ones (the real processes started below get OMP_NUM_THREADS=1 for the same reason).
+torch.set_num_threads(1)
+
+#: The console scripts are installed next to the interpreter running the tests.
+TRAIN_SCRIPT = Path(sys.executable).parent / "translate-train"
+
+#: Settings every test run shares: CPU, no TensorBoard, no progress bar, no validation, reads in the
+#: main process.
+COMMON: List[str] = [
+    "device=cpu", "logger=none", "trainer.progress_bar=false", "trainer.val_every_n_epochs=null", "data.num_workers=0",
+]
+
+#: A constant epoch then linear decay (so the learning rate changes at the first epoch boundary),
+#: and a checkpoint every epoch.
+SCHEDULE: List[str] = ["trainer.n_epochs=1", "trainer.n_epochs_decay=4", "trainer.save_every_n_epochs=1"]
+#: Each model with networks of a few thousand parameters; on 12 digits (cGAN) or 3 images or pairs
+#: (``model_overrides``), 3 steps an epoch. The U-Net needs 5 downsamplings at least, hence 32 px.
+CGAN: List[str] = [
+    "model=cgan", "data=mnist_subset", "data.image_size=16", "data.max_dataset_size=12", "trainer.batch_size=4",
+    "model.generator.ngf=4", "model.discriminator.ndf=4", "model.z_dim=8",
+]
+PIX2PIX: List[str] = [
+    "model=pix2pix", "data=aligned", "data.load_size=36", "data.crop_size=32", "trainer.batch_size=1",
+    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4",
+    "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1",
+]
+CYCLEGAN: List[str] = [
+    "model=cyclegan", "data=unaligned", "data.load_size=20", "data.crop_size=16", "trainer.batch_size=1",
+    "model.generator.arch=resnet", "model.generator.n_blocks=1", "model.generator.ngf=4",
+    "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1",
+    "model.pool_size=2",
+]
+
+
+def noise(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A random RGB image, ``[height, width, 3]`` uint8."""
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def save_png(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def aligned_folder(root: Path, n: int = 3, side: int = 32, splits: Tuple[str, ...] = ("train",)) -> Path:
+    """``root/<split>/<i>.png``: ``n`` random A|B pairs of ``side`` px side by side per split."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for i in range(n):
+            save_png(root / split / f"{i}.png", noise(rng, 2 * side, side))
+    return root
+
+
+def unaligned_folder(root: Path, n: int = 3, side: int = 16) -> Path:
+    """``root/trainA`` with ``n`` random images, ``root/trainB`` with ``n - 1``."""
+    rng = np.random.default_rng(1)
+    for domain, count in (("A", n), ("B", n - 1)):
+        for i in range(count):
+            save_png(root / f"train{domain}" / f"{i}.png", noise(rng, side, side))
+    return root
+
+
+def model_overrides(model: str, data_root: Path) -> List[str]:
+    """The tiny ``model`` (cgan, pix2pix, cyclegan) on data made under ``data_root`` (3 steps an epoch)."""
+    if model == "cgan":
+        return list(CGAN)
+    if model == "pix2pix":
+        return [*PIX2PIX, f"data.root={aligned_folder(data_root)}"]
+    return [*CYCLEGAN, f"data.root={unaligned_folder(data_root)}"]
+
+
+def compose_train(*overrides: str) -> Any:
+    """The typed config ``translate-train *overrides`` trains with."""
+    with initialize_config_dir(config_dir=cli.config_dir(), version_base="1.3", job_name="robustness"):
+        return validate(compose("train", overrides=list(overrides)))
+
+
+def image_data(root: Path, **values: Any) -> Any:
+    """A typed image-folder data config for ``root``: no resizing, cropping or flipping unless asked."""
+    defaults = {"root": str(root), "preprocess": "none", "flip": False}
+    return OmegaConf.merge(OmegaConf.structured(ImageDataConfig), {**defaults, **values})
+
+
+def fit(run_dir: Path, *overrides: str) -> Trainer:
+    """Train ``overrides`` (after :data:`COMMON` and :data:`SCHEDULE`) into ``run_dir``; return the Trainer."""
+    trainer = Trainer(compose_train(*COMMON, *SCHEDULE, *overrides), run_dir)
+    trainer.fit()
+    return trainer
+
+
+def load(path: Path) -> Dict[str, Any]:
+    """A checkpoint opened as a user would open it: no code executed, tensors on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def tensors(tree: Any, prefix: str = "") -> Iterator[Tuple[str, torch.Tensor]]:
+    """Every tensor in a nested dict/list, with its path."""
+    if isinstance(tree, torch.Tensor):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from tensors(value, f"{prefix}/{key}")
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from tensors(value, f"{prefix}/{i}")
+
+
+def assert_identical(a: Any, b: Any) -> None:
+    """Same tensor paths, and every tensor equal bit for bit."""
+    left, right = dict(tensors(a)), dict(tensors(b))
+    assert left.keys() == right.keys()
+    different = [k for k in left if not torch.equal(left[k], right[k])]
+    assert not different, f"{len(different)} of {len(left)} tensors differ, e.g. {different[:3]}"
+
+
+def run_cli_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> Tuple[int, str]:
+    """Run ``translate-train *args`` through its entry point in this process; return (exit code, stderr).
+
+    The entry point is what the console script calls, so argument handling, resume and the error
+    messages are the real ones, without a second Python start-up per case."""
+    monkeypatch.setattr(sys, "argv", ["translate-train", *args])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    capsys.readouterr()
+    try:
+        cli.train()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, stderr: str, *needles: str) -> str:
+    """The CLI failed with exit code 2 and a single ``translate-train: error:`` line naming ``needles``."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("translate-train: error: ")]
+    assert code == 2 and len(errors) == 1, f"exit {code}, stderr:\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr, stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def cli_env() -> Dict[str, str]:
+    # A user's HYDRA_FULL_ERROR would turn the one-line errors under test into tracebacks.
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def start_cli(cwd: Path, *args: str) -> Tuple[subprocess.Popen, Path]:
+    """Start ``translate-train *args`` as a real process in ``cwd``; return it and the file that
+    receives its stdout and stderr (a file, not a pipe, which a long run could fill and block on)."""
+    output = cwd / "translate-train.out"
+    with open(output, "w") as sink:
+        proc = subprocess.Popen([str(TRAIN_SCRIPT), *args], cwd=cwd, env=cli_env(), stdout=sink, stderr=subprocess.STDOUT)
+    return proc, output
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``translate-train *args`` as a real process in ``cwd`` to its end."""
+    return subprocess.run(
+        [str(TRAIN_SCRIPT), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
