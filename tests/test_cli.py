@@ -33,10 +33,14 @@ def cli_run(run_cli, workdir) -> Path:
     return runs[0]
 
 
+# The cGAN's scores are covered in test_evaluation.py; here they would only cost time.
+FAST_SCORES = ("metrics.tstr_steps=0", "metrics.cgan_per_class=10")
+
+
 @pytest.fixture(scope="module")
 def tested(run_cli, cli_run, workdir) -> Path:
     """The outputs of ``translate-test run=<run> n_per_class=2``."""
-    proc = run_cli("translate-test", f"run={cli_run}", "n_per_class=2", "device=cpu", cwd=workdir)
+    proc = run_cli("translate-test", f"run={cli_run}", "n_per_class=2", "device=cpu", *FAST_SCORES, cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return cli_run / "test_latest"
 
@@ -136,7 +140,7 @@ def test_test_writes_the_grid_and_n_per_class_samples_of_every_class(tested):
 
 
 def _test_cfg(compose_config, *overrides: str):
-    return compose_config("test", "device=cpu", "n_per_class=1", *overrides)
+    return compose_config("test", "device=cpu", "n_per_class=1", *FAST_SCORES, *overrides)
 
 
 def test_test_honours_output_dir(compose_config, tested, cli_run, tmp_path):

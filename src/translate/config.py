@@ -54,6 +54,11 @@ class Amp(Choice):
     fp16 = "fp16"
 
 
+class BestMode(Choice):
+    max = "max"
+    min = "min"
+
+
 class Accelerator(Choice):
     auto = "auto"
     cpu = "cpu"
@@ -127,6 +132,10 @@ class TrainerConfig:
     save_every_n_epochs: int = 5
     val_every_n_epochs: Optional[int] = 5
     val_max_images: Optional[int] = 50
+    # Keep checkpoints/best.pt by this validation metric (e.g. val/PSNR); null: no best.pt.
+    best_metric: Optional[str] = None
+    # max or min; null: the metric's usual direction (translate.metrics.HIGHER_IS_BETTER).
+    best_mode: Optional[BestMode] = None
     keep_last_n: Optional[int] = None
     skip_nonfinite: int = 0
     progress_bar: bool = True
@@ -193,7 +202,7 @@ def validate(cfg: DictConfig, testing: bool = False) -> DictConfig:
     from translate.models import MODELS
 
     if not isinstance(cfg.get("model"), DictConfig):
-        raise ConfigError("model: no model selected; add model=cgan|pix2pix|cyclegan")
+        raise ConfigError("model: no model selected; add model=cgan|pix2pix|cyclegan|classifier")
     if not isinstance(cfg.get("data"), DictConfig):
         raise ConfigError("data: no dataset selected; add data=<name>, e.g. data=mnist")
     model_cls = _registry_choice(cfg.model, "name", MODELS, "model")

@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 from omegaconf import OmegaConf
@@ -21,10 +21,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from translate.config import ConfigError
 from translate.data import build_dataset, find_dataset_split, prepare_data
 from translate.data.sampling import EpochSampler
 from translate.devices import move_to, resolve_device
-from translate.evaluation import evaluate
+from translate.metrics import higher_is_better
 from translate.models import build_model
 from translate.models.base import GANModel, Optimization
 from translate.schedulers import build_scheduler
@@ -44,6 +45,34 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _flatten(tree: Any, prefix: str) -> Dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flatten(sub, f"{prefix}.{key}").items()}
+    return {prefix: tree}
+
+
+def _mismatch(state: Dict[str, Any], model_cfg: Any, err: BaseException) -> str:
+    """Why a checkpoint's weights do not fit: the model settings changed since it was saved, else the
+    first specific line of ``load_state_dict``'s error (its first line only says that loading failed)."""
+    saved = _flatten(state.get("config", {}).get("model", {}), "model")
+    now = _flatten(OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True), "model")
+    changed = [f"{k}={saved[k]} in the checkpoint, {now[k]} now" for k in sorted(saved.keys() & now.keys()) if saved[k] != now[k]]
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return "; ".join(changed[:3]) or lines[min(1, len(lines) - 1)][:200]
+
+
+#: The config groups whose keys are a run's hyperparameters (paths, logger and resume do not change results).
+HPARAM_GROUPS = ("seed", "model", "data", "trainer", "device")
+
+
+def run_hparams(cfg: Any) -> Dict[str, Union[bool, int, float, str]]:
+    """The config as flat ``group.key`` hyperparameters for TensorBoard's HPARAMS table; lists and null
+    become text."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    flat = {k: v for group in HPARAM_GROUPS for k, v in _flatten(container[group], group).items()}
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat.items()}
 
 
 class _EngineOptimization(Optimization):
@@ -139,11 +168,38 @@ class Trainer:
         if cfg.device.compile:
             for net in self.model.networks.values():
                 net.compile()
+        if tr.keep_last_n is not None and tr.keep_last_n < 0:
+            raise ConfigError(f"trainer.keep_last_n={tr.keep_last_n} must be >= 0 (or null to keep every epoch_<n>.pt)")
+        # Temporary files of checkpoints a killed process was writing: never complete, never needed.
+        for stale in self.ckpt_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.skipped_nonfinite = 0
         self.visual_batch = self._visual_batch()
-        val_split = find_dataset_split(cfg.data, ("val",)) if tr.val_every_n_epochs and self.model.task == "translate" else None
-        self.val_datasets = self.model.test_datasets(cfg.data, val_split) if val_split else []
+        self.validation = (
+            self.model.validation(cfg.data, tr.batch_size, tr.val_max_images, cfg.seed) if tr.val_every_n_epochs else None
+        )
+        self.best: Optional[Dict[str, Any]] = None
+        #: The last value of every logged training scalar and validation metric, for the HPARAMS table.
+        self.final_metrics: Dict[str, float] = {}
+        self._check_best_metric()
+
+    def _check_best_metric(self) -> None:
+        """Refuse a ``trainer.best_metric`` that validation will not produce, or whose direction is
+        unknown, before training (a validation on one input tells the metrics' names)."""
+        metric, mode = self.cfg.trainer.get("best_metric"), self.cfg.trainer.get("best_mode")
+        if not metric:
+            return
+        if self.validation is None:
+            raise ConfigError(
+                f"trainer.best_metric={metric} needs validation, but this run has none: set "
+                "trainer.val_every_n_epochs and use data with a val split (a generator needs none)"
+            )
+        names = [f"val/{key}" for key in self._validation_metrics(probe=True)]
+        if metric not in names:
+            raise ConfigError(f"trainer.best_metric={metric} is not a validation metric of this run; it has {', '.join(names)}")
+        if mode is None and higher_is_better(metric) is None:
+            raise ConfigError(f"trainer.best_mode: say max or min for trainer.best_metric={metric}")
 
     def _visual_batch(self) -> Any:
         """A fixed batch for the image grid: the first images of the validation split if there is one."""
@@ -166,6 +222,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "best": self.best,
             "rng": capture_rng(),
             "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
         }
@@ -198,7 +255,7 @@ class Trainer:
             except (KeyError, RuntimeError) as err:
                 raise CheckpointError(
                     f"resume={path}: network {name} does not match this config's architecture "
-                    f"({str(err).splitlines()[0][:200]}); resume with the config the run was trained with"
+                    f"({_mismatch(state, self.cfg.model, err)}); resume with the config the run was trained with"
                 ) from None
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
@@ -207,6 +264,7 @@ class Trainer:
         self.opt.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state(state["extra"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best = state.get("best")
         restore_rng(state["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1, self.batch_in_epoch)
 
@@ -239,15 +297,46 @@ class Trainer:
         if png_name:
             save_png(grid, self.run_dir / "samples" / png_name)
 
-    def _validate(self) -> None:
-        """The model's test metrics on the first ``val_max_images`` of the validation split."""
+    def _log_hparams(self) -> None:
+        """The run's hyperparameters with its final metrics (``final/<tag>``, and ``best/<metric>``), so
+        that TensorBoard's HPARAMS tab compares the runs of a sweep in one table."""
+        if self._writer is None:
+            return
+        metrics = {f"final/{tag}": value for tag, value in self.final_metrics.items()}
+        if self.best is not None:
+            metrics[f"best/{self.best['metric']}"] = self.best["value"]
+        # run_name "." keeps the summary in this run's tb/ folder rather than a new timestamped one.
+        self._writer.add_hparams(run_hparams(self.cfg), metrics, run_name=".", global_step=self.step)
+
+    def _validation_metrics(self, probe: bool = False) -> Dict[str, Dict[str, Any]]:
+        """The model's test metrics on the first ``val_max_images`` of the validation split or, for a
+        generator, the scores of a fixed set of its samples; ``probe``: on one input (or one per class)."""
         self.model.eval()
-        metrics = evaluate(self.model, self.val_datasets, self.cfg.trainer.batch_size, self.device, self.cfg.trainer.val_max_images, progress=False)
+        metrics = self.validation(self.model, self.device, probe)
         self.model.train()
+        return metrics
+
+    def _validate(self) -> None:
+        metrics = self._validation_metrics()
         for key, value in metrics.items():
+            self.final_metrics[f"val/{key}"] = value["mean"]
             if self._writer is not None:
                 self._writer.add_scalar(f"val/{key}", value["mean"], self.step)
         log.info("validation at epoch %d: %s", self.epoch, ", ".join(f"{k}={v['mean']:.4f}" for k, v in metrics.items()))
+        self._keep_best(metrics)
+
+    def _keep_best(self, metrics: Dict[str, Dict[str, Any]]) -> None:
+        """Write checkpoints/best.pt when ``trainer.best_metric`` beats its best value so far."""
+        metric, mode = self.cfg.trainer.get("best_metric"), self.cfg.trainer.get("best_mode")
+        if not metric:
+            return
+        value = metrics[str(metric).removeprefix("val/")]["mean"]
+        higher = str(mode) == "max" if mode is not None else higher_is_better(metric)
+        if math.isnan(value) or (self.best is not None and not (value > self.best["value"] if higher else value < self.best["value"])):
+            return
+        self.best = {"metric": str(metric), "value": value, "step": self.step, "epoch": self.epoch}
+        self.save("best.pt")
+        log.info("best %s so far: %.4f at epoch %d; wrote %s", metric, value, self.epoch, self.ckpt_dir / "best.pt")
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -259,13 +348,15 @@ class Trainer:
             sched.step()
         self.epoch += 1
         self.batch_in_epoch = 0
+        # Validation comes before the checkpoints, so that latest.pt holds the best value so far and a
+        # resumed run compares against it.
+        if self.validation is not None and self.epoch % self.cfg.trainer.val_every_n_epochs == 0:
+            self._validate()
         names = ["latest.pt"]
         if self.epoch % self.cfg.trainer.save_every_n_epochs == 0:
             names.insert(0, f"epoch_{self.epoch}.pt")
         self.save(*names)
         self._log_images(self._writer, png_name=f"epoch_{self.epoch:04d}.png")
-        if self.val_datasets and self.epoch % self.cfg.trainer.val_every_n_epochs == 0:
-            self._validate()
         log.info("epoch %d/%d done at step %d", self.epoch, self.total_epochs, self.step)
 
     def _check_finite(self, losses: Dict[str, torch.Tensor]) -> None:
@@ -292,7 +383,13 @@ class Trainer:
         tr = self.cfg.trainer
         batch = move_to(batch, self.device, self.channels_last)
         self.opt.track_norms = (self.step + 1) % tr.log_every_n_steps == 0
+        buffers = [b.clone() for b in self.model.buffers()] if tr.skip_nonfinite else []
         losses = self.model.training_step(batch, self.opt)
+        if self.opt.nonfinite:
+            # A skipped step must not leave non-finite batch-norm statistics behind either.
+            for now, before in zip(self.model.buffers(), buffers):
+                if now.is_floating_point() and not torch.isfinite(now).all():
+                    now.copy_(before)
         if self.opt.updates:  # the scaler may only adjust after at least one scaled step
             self.opt.scaler.update()
             self.opt.updates = 0
@@ -302,6 +399,7 @@ class Trainer:
         self._bar.update(1)
         if self.opt.track_norms:
             values = {k: v.item() for k, v in losses.items()}
+            self.final_metrics.update({f"train/{k}": v for k, v in values.items()})
             self._log_scalars(self._writer, values)
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")}, refresh=False)
         if self.step % tr.image_every_n_steps == 0:
@@ -332,6 +430,7 @@ class Trainer:
             if self.batch_in_epoch or self.step == first_step:
                 self.save("latest.pt")
             self._log_images(self._writer, png_name="final.png")
+            self._log_hparams()
         finally:
             self._bar.close()
             for s, handler in previous.items():

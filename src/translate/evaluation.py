@@ -5,21 +5,23 @@ Shared by ``translate-test`` (which also writes every image) and the engine's va
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from translate.devices import move_to
-from translate.models.base import GANModel
+
+if TYPE_CHECKING:  # the models use this module for their validation
+    from translate.models.base import GANModel
 
 BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor]], None]
 
 
 @torch.no_grad()
 def evaluate(
-    model: GANModel,
+    model: "GANModel",
     datasets: List[Dataset],
     batch_size: int,
     device: torch.device,

@@ -67,6 +67,8 @@ def load_generator(path: PathLike, network: Optional[str] = None) -> Tuple[nn.Mo
     run_cfg.resume = None
     model, typed = build_trained(weights, path, run_cfg)
     generators = [name for name in model.networks if name.startswith("G")]
+    if not generators:
+        raise ConfigError(f"a {typed.model.name} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
     name = network or generators[0]
     if name not in generators:
         raise ConfigError(

@@ -1,6 +1,10 @@
-"""Paired image metrics (L1, PSNR, SSIM) on batches in [-1, 1], one value per image.
+"""Image metrics.
 
-Per-image values let callers average over a whole split, whatever the batch size.
+- Paired (L1, PSNR, SSIM) on batches in [-1, 1], one value per image: per-image values let callers
+  average over a whole split, whatever the batch size.
+- Distributions: the Frechet distance between Gaussians fitted to features (FID and its relatives), the
+  mean pairwise distance of a set of images (diversity), and the uint8 quantisation they all start from.
+- Which direction is better for each metric name (for keeping the best checkpoint).
 """
 
 from __future__ import annotations
@@ -43,3 +47,79 @@ def ssim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(
         (fake.float() + 1) / 2, (real.float() + 1) / 2, data_range=1.0, reduction="none"
     )
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> uint8, rounded, exactly as the PNG files are written: ``[N, C, H, W] -> [N, C, H, W]``.
+
+    Every distribution metric passes real and generated images through this one function, so both sides
+    are quantised the same way."""
+    return (((images.detach().float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``[D]`` and unbiased covariance ``[D, D]`` of features ``[N, D]``, in float64 (N >= 2)."""
+    if features.dim() != 2 or features.size(0) < 2:
+        raise ValueError(f"Gaussian statistics need features [N, D] with N >= 2, got {tuple(features.shape)}")
+    features = features.double()
+    return features.mean(0), torch.cov(features.T).reshape(features.size(1), features.size(1))
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0.0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (``[D]``, ``[D, D]`` each):
+    ``|mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))``, the FID of Heusel et al. (2017)."""
+    mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.numel(), mu1.numel()):
+        raise ValueError(
+            f"Frechet distance needs means [D] and covariances [D, D] of one D, got {tuple(mu1.shape)}, "
+            f"{tuple(sigma1.shape)}, {tuple(mu2.shape)}, {tuple(sigma2.shape)}"
+        )
+    # Tr((S1 S2)^(1/2)) = Tr((S1^(1/2) S2 S1^(1/2))^(1/2)): the latter is symmetric positive semi-definite,
+    # so its eigenvalues are real and non-negative up to rounding, unlike those of the product S1 S2.
+    root1 = _psd_sqrt(sigma1)
+    cross = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp(min=0.0).sqrt().sum()
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2.0 * cross)
+
+
+def feature_frechet_distance(features1: torch.Tensor, features2: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two sets of features ``[N1, D]`` and ``[N2, D]``."""
+    return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+
+
+def mean_pairwise_distance(images: torch.Tensor) -> float:
+    """Mean over all pairs of the root-mean-square pixel difference, for uint8 images ``[N, C, H, W]``
+    (N >= 2) seen in [0, 1]: 0 when all are equal; it drops when a generator collapses."""
+    if images.dim() != 4 or images.size(0) < 2:
+        raise ValueError(f"mean pairwise distance needs images [N, C, H, W] with N >= 2, got {tuple(images.shape)}")
+    flat = images.flatten(1).double() / 255.0
+    distances = torch.cdist(flat, flat) / flat.size(1) ** 0.5
+    n = flat.size(0)
+    return float(distances.sum() / (n * (n - 1)))
+
+
+#: Whether a larger value is better, by metric name (``val/`` stripped); ``best.pt`` follows it unless
+#: ``trainer.best_mode`` says otherwise. Names not listed start with one of these (e.g. ``FID_A``).
+HIGHER_IS_BETTER = {
+    "L1": False,
+    "cycle_L1": False,
+    "FID": False,
+    "KID": False,
+    "fid_mnist_classifier": False,
+    "PSNR": True,
+    "SSIM": True,
+    "accuracy": True,
+    "tstr_accuracy": True,
+    "diversity": True,
+}
+
+
+def higher_is_better(name: str) -> bool | None:
+    """Whether a larger ``name`` (a metric, with or without ``val/``) is better; None when unknown."""
+    key = name.removeprefix("val/")
+    matches = [prefix for prefix in HIGHER_IS_BETTER if key == prefix or key.startswith(prefix + "_")]
+    return HIGHER_IS_BETTER[max(matches, key=len)] if matches else None

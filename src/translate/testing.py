@@ -7,8 +7,14 @@ inputs shown as real_A and its outputs as fake_B whatever the file's name, into
 
 Outputs under ``output_dir`` (default ``<run>/test_<checkpoint name>/``):
 - image models: ``images/<stem>_<visual>.png``, ``index.html`` (each input's visuals side by side),
-  ``metrics.json`` (mean of each per-image metric, with the number of images it used);
-- the cGAN: ``grid.png`` (row = class, fixed noise) and ``samples/<class>/<k>.png``.
+  ``metrics.json`` (mean of each per-image metric, with the number of images it used; FID/KID of each
+  fake_X against the real_X images when torch-fidelity and its Inception weights are there, see
+  :mod:`translate.fid`);
+- the cGAN: ``grid.png`` (row = class, fixed noise), ``samples/<class>/<k>.png`` and ``metrics.json``
+  (the scores of :mod:`translate.cgan_metrics`);
+- an MNIST classifier run: ``metrics.json`` (its accuracy on the split).
+
+Every ``metrics.json`` entry is ``{"mean": value, "num_images": n, ...}``.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ import html
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from translate.cgan_metrics import classifier_test_metrics, generator_test_metrics
 from translate.checkpoint import CheckpointError, atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.config import ConfigError, validate
 from translate.devices import resolve_device
 from translate.evaluation import evaluate
+from translate.fid import DistributionMetrics, distribution_metrics
 from translate.models import build_model
 from translate.models.base import DataInfo, GANModel
 from translate.pretrained import GeneratorOnly, generator_from_weights
@@ -107,13 +115,26 @@ def run_test(cfg: DictConfig) -> Path:
         raise ConfigError(f"eval_mode={cfg.eval_mode!r} is not known; use eval (model.eval()) or paper (dropout and batch statistics on, as in the pix2pix paper)")
     model.train(cfg.eval_mode == "paper")
     torch.manual_seed(cfg.seed)
+    # Before any work: with metrics.fid=true, missing weights stop here rather than after the translations.
+    distributions = distribution_metrics(cfg.metrics, device) if model.task == "translate" else None
     log.info("testing %s (%s) into %s", ckpt_path, typed.model.name, out)
     with torch.no_grad():
         if model.task == "generate":
+            metrics = generator_test_metrics(model, typed.data, cfg.split, cfg.metrics, int(cfg.seed), device)
             write_samples(model, out, int(cfg.n_per_class), device)
+            write_metrics(out, metrics)
+        elif model.task == "classify":
+            write_metrics(out, classifier_test_metrics(model, typed.data, cfg.split, cfg.num_test, device))
         else:
-            write_translations(model, model.test_datasets(typed.data, cfg.split), out, cfg, device)
+            write_translations(model, model.test_datasets(typed.data, cfg.split), out, cfg, device, distributions)
     return out
+
+
+def write_metrics(out: Path, metrics: Dict[str, Dict[str, Any]]) -> None:
+    """metrics.json (``{name: {"mean": value, "num_images": n, ...}}``), and each value in the log."""
+    atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
+    for key, value in metrics.items():
+        log.info("%s = %.4f (%d images)", key, value["mean"], value["num_images"])
 
 
 def write_samples(model: GANModel, out: Path, n_per_class: int, device: torch.device) -> None:
@@ -127,9 +148,16 @@ def write_samples(model: GANModel, out: Path, n_per_class: int, device: torch.de
             save_png(image, out / "samples" / str(c) / f"{k}.png")
 
 
-def write_translations(model: GANModel, datasets: List[Dataset], out: Path, cfg: DictConfig, device: torch.device) -> None:
+def write_translations(
+    model: GANModel,
+    datasets: List[Dataset],
+    out: Path,
+    cfg: DictConfig,
+    device: torch.device,
+    distributions: Optional[DistributionMetrics] = None,
+) -> None:
     """Translate every input of ``datasets`` (``num_test`` caps the total) in batches; write the images,
-    index.html and metrics.json."""
+    index.html and metrics.json (with FID/KID when ``distributions`` is given)."""
     rows: List[tuple[str, Dict[str, str]]] = []
     used: set[str] = set()
 
@@ -140,12 +168,14 @@ def write_translations(model: GANModel, datasets: List[Dataset], out: Path, cfg:
             for name, images in visuals.items():
                 save_png(to_unit(images[i]), out / files[name])
             rows.append((stem, files))
+        if distributions is not None:
+            distributions.update(visuals)
 
     metrics = evaluate(model, datasets, cfg.batch_size, device, cfg.num_test, write_batch)
+    if distributions is not None:
+        metrics.update(distributions.compute())
     write_index(out / "index.html", rows)
-    atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
-    for key, value in metrics.items():
-        log.info("%s = %.4f (%d images)", key, value["mean"], value["num_images"])
+    write_metrics(out, metrics)
 
 
 def _unique_stem(stem: str, visuals: Dict[str, torch.Tensor], used: set[str]) -> str:

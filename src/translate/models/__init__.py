@@ -6,6 +6,7 @@ from typing import Any, Dict, Mapping
 
 from translate.models.base import DataInfo, GANModel
 from translate.models.cgan import CGAN
+from translate.models.classifier import Classifier
 from translate.models.cyclegan import CycleGAN
 from translate.models.pix2pix import Pix2Pix
 
@@ -13,6 +14,7 @@ MODELS: Dict[str, type] = {
     "cgan": CGAN,
     "pix2pix": Pix2Pix,
     "cyclegan": CycleGAN,
+    "classifier": Classifier,
 }
 
 

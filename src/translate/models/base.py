@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, ContextManager, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, ClassVar, ContextManager, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from translate.config import ModelConfig
-from translate.data import build_dataset
+from translate.data import build_dataset, find_dataset_split
+from translate.evaluation import evaluate
+
+
+Validation = Callable[["GANModel", torch.device, bool], Dict[str, Dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,16 @@ class GANModel(nn.Module):
     def test_datasets(self, data: Any, split: str) -> List[Dataset]:
         """The datasets ``translate-test`` runs through :meth:`translate`."""
         return [build_dataset(data, split, train=False)]
+
+    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int) -> Optional[Validation]:
+        """How the engine validates this model every ``trainer.val_every_n_epochs``, or None: a callable
+        ``(model, device, probe) -> {metric: {"mean", "num_images"}}`` (``probe``: on one input, just to
+        learn the metrics' names). Image-to-image models: their test metrics on the ``val`` split."""
+        split = find_dataset_split(data, ("val",)) if self.task == "translate" else None
+        if split is None:
+            return None
+        datasets = self.test_datasets(data, split)
+        return lambda model, device, probe: evaluate(model, datasets, batch_size, device, 1 if probe else max_images, progress=False)
 
     def extra_state(self) -> Dict[str, Any]:
         return {}

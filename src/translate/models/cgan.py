@@ -8,13 +8,13 @@ G maximises  log D(G(z | y) | y)  (the non-saturating form of min log(1 - D(G(z 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
 from translate.config import ConfigError, InitType, ModelConfig
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, Validation, set_requires_grad
 from translate.networks.discriminators import ConditionalDiscriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
@@ -68,6 +68,12 @@ class CGAN(GANModel):
         # The same noise every time the grid is drawn, so successive grids show training progress, not luck.
         fixed = torch.randn(cfg.num_classes, cfg.z_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_z", fixed, persistent=False)
+
+    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int) -> Optional[Validation]:
+        """Scores of digits generated from fixed noise, judged by the shipped MNIST classifier."""
+        from translate.cgan_metrics import GeneratorValidation  # loads the classifier's code only when used
+
+        return GeneratorValidation(data, max_images, seed)
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images [N, C, S, S] in [-1, 1] for noise z [N, z_dim] and classes [N]."""

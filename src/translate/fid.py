@@ -1,0 +1,168 @@
+"""FID and KID of generated images against real ones, on the Inception-v3 features that the FID paper uses.
+
+torch-fidelity (the optional extra: ``pip install "translate[metrics]"``) provides that network (the
+TensorFlow graph of 2015-12-05, converted to PyTorch) and KID; the Frechet distance itself is
+:func:`translate.metrics.frechet_distance`. The weights are read from
+``metrics.inception_weights`` or from torch-fidelity's own cache, where it would download them; this module
+never downloads anything. When the package or the file is missing, :func:`find_inception` says exactly
+what to install or which file to put where.
+
+Images enter as uint8 (:func:`translate.metrics.to_uint8`, the values of the PNGs written), grey ones as
+three equal channels; torch-fidelity resizes them to 299 x 299 as TensorFlow did.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from translate.checkpoint import read_weights
+from translate.config import ConfigError
+from translate.metrics import feature_frechet_distance, to_uint8
+
+log = logging.getLogger(__name__)
+
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
+INSTALL_HINT = 'pip install "translate[metrics]" (or pip install "torch-fidelity>=0.3")'
+
+#: Maps uint8 images ``[N, 3, H, W]`` to features ``[N, D]``.
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def inception_cache_path() -> Path:
+    """Where torch-fidelity keeps the Inception weights it downloads: torch hub's checkpoint folder
+    (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+@dataclass(frozen=True)
+class InceptionLookup:
+    """The result of :func:`find_inception`: the weights file, or why there is none (a message that says
+    what to do)."""
+
+    path: Optional[Path] = None
+    problem: Optional[str] = None
+
+
+def find_inception(weights: Optional[str]) -> InceptionLookup:
+    """Locate the Inception weights: the file ``weights`` (``metrics.inception_weights``) or, when None,
+    torch-fidelity's cache. Checks that torch-fidelity is installed; reads nothing."""
+    if importlib.util.find_spec("torch_fidelity") is None:
+        return InceptionLookup(problem=f"torch-fidelity is not installed; {INSTALL_HINT}")
+    cache = inception_cache_path()
+    if weights is not None:
+        path = Path(str(weights)).expanduser()
+        if path.is_file():
+            return InceptionLookup(path=path)
+        return InceptionLookup(
+            problem=f"metrics.inception_weights={weights}: no such file; download {INCEPTION_URL} there "
+            f"(e.g. curl -L -o {path} {INCEPTION_URL})"
+        )
+    if cache.is_file():
+        return InceptionLookup(path=cache)
+    return InceptionLookup(
+        problem=f"the Inception weights {INCEPTION_FILE} are not in torch-fidelity's cache {cache.parent}; "
+        f"download {INCEPTION_URL} into that folder (e.g. mkdir -p {cache.parent} && curl -L -o {cache} "
+        f"{INCEPTION_URL}) or anywhere and pass metrics.inception_weights=<file>"
+    )
+
+
+def inception_extractor(path: Path, device: torch.device) -> FeatureExtractor:
+    """torch-fidelity's Inception-v3 with the weights at ``path``, returning the 2048 pool features.
+
+    The file is first opened with ``weights_only=True`` (torch-fidelity's own load is not restricted),
+    so a file holding anything but tensors is refused before torch-fidelity reads it."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    read_weights(path)
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).to(device)
+    return lambda images: net(images.to(device))[0]
+
+
+def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` in [-1, 1] with C = 1 or 3 -> uint8 ``[N, 3, H, W]``, grey repeated to RGB."""
+    images = to_uint8(images)
+    return images.expand(-1, 3, -1, -1) if images.size(1) == 1 else images
+
+
+def kernel_inception_distance(fake: torch.Tensor, real: torch.Tensor, subset_size: int, subsets: int = 100) -> Dict[str, float]:
+    """torch-fidelity's KID (unbiased MMD^2, cubic polynomial kernel) of features ``[N1, D]`` and
+    ``[N2, D]``: mean and standard deviation over ``subsets`` random subsets of ``subset_size`` each
+    (lowered to the smaller N when fewer features are given). Returns ``{"mean", "std", "subset_size"}``."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    size = min(subset_size, len(fake), len(real))
+    out = kid_features_to_metric(fake.float().cpu(), real.float().cpu(), kid_subset_size=size, kid_subsets=subsets, verbose=False)
+    return {"mean": out[KEY_METRIC_KID_MEAN], "std": out[KEY_METRIC_KID_STD], "subset_size": size}
+
+
+class DistributionMetrics:
+    """FID and KID of every ``fake_X`` visual against the ``real_X`` visuals of the same run (pix2pix:
+    fake_B vs real_B; CycleGAN: fake_B vs the real test B images and fake_A vs the real test A images).
+
+    Feed each batch's visuals to :meth:`update`; :meth:`compute` returns ``{"FID_X": ..., "KID_X": ...}``
+    entries in the ``{"mean", "num_images", ...}`` format of metrics.json. Features of fakes are computed
+    as they come; real images are kept as uint8 and only those with a fake counterpart go through the
+    network, so inputs that nothing is compared with cost nothing. Without an extractor (``problem`` says
+    why) it only notes which pairs there were, and :meth:`compute` repeats the problem if there were any.
+    """
+
+    def __init__(self, extract: Optional[FeatureExtractor], kid_subset_size: int = 1000, problem: Optional[str] = None) -> None:
+        self.extract = extract
+        self.kid_subset_size = kid_subset_size
+        self.problem = problem
+        self.fake: Dict[str, List[torch.Tensor]] = {}
+        self.real: Dict[str, List[torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def update(self, visuals: Dict[str, torch.Tensor]) -> None:
+        for name, images in visuals.items():
+            kind, _, side = name.partition("_")
+            if self.extract is None and kind in ("fake", "real"):
+                getattr(self, kind).setdefault(side, [])
+            elif kind == "fake":
+                self.fake.setdefault(side, []).append(self.extract(as_rgb_uint8(images)).double().cpu())
+            elif kind == "real":
+                self.real.setdefault(side, []).append(as_rgb_uint8(images).cpu())
+
+    @torch.no_grad()
+    def compute(self) -> Dict[str, Dict[str, float]]:
+        sides = sorted(self.fake.keys() & self.real.keys())
+        if self.extract is None:
+            if sides:
+                log.warning("FID/KID of %s not computed: %s", ", ".join(sides), self.problem)
+            return {}
+        out: Dict[str, Dict[str, float]] = {}
+        for side in sides:
+            fake = torch.cat(self.fake[side])
+            real = torch.cat([self.extract(batch).double().cpu() for batch in self.real[side]])
+            if min(len(fake), len(real)) < 2:
+                log.warning("FID_%s/KID_%s need at least 2 images on each side; got %d fake and %d real", side, side, len(fake), len(real))
+                continue
+            counts = {"num_images": len(fake), "num_real_images": len(real)}
+            out[f"FID_{side}"] = {"mean": feature_frechet_distance(fake, real), **counts}
+            out[f"KID_{side}"] = {**kernel_inception_distance(fake, real, self.kid_subset_size), **counts}
+        return out
+
+
+def distribution_metrics(cfg: Any, device: torch.device) -> Optional[DistributionMetrics]:
+    """FID/KID as translate-test's ``metrics`` section asks: ``cfg.fid`` false: None; true, or a
+    ``cfg.inception_weights`` file named: stop at once (ConfigError) when torch-fidelity or the weights are
+    missing; auto: warn at once and again at the end, and leave FID/KID out."""
+    if cfg.fid not in (True, False, "auto"):
+        raise ConfigError(f"metrics.fid={cfg.fid!r} is not known; use auto, true or false")
+    if cfg.fid is False:
+        return None
+    lookup = find_inception(cfg.inception_weights)
+    if lookup.problem is None:
+        return DistributionMetrics(inception_extractor(lookup.path, device), int(cfg.kid_subset_size))
+    if cfg.fid is True or cfg.inception_weights is not None:
+        raise ConfigError(f"FID/KID: {lookup.problem} (metrics.fid=false tests without them)")
+    log.warning("FID/KID will not be computed: %s (metrics.fid=false silences this)", lookup.problem)
+    return DistributionMetrics(None, problem=lookup.problem)

@@ -1,0 +1,363 @@
+"""Built-in evaluation: the distribution metrics on inputs with known answers, the shipped MNIST classifier,
+the scores translate-test writes for each model, FID/KID's missing-weights messages, best.pt and the
+HPARAMS table of a run.
+
+torch-fidelity's Inception weights cannot be had offline, so FID/KID runs use a stand-in feature extractor
+(pixel means of 4 x 4 blocks) in place of the Inception network; everything else is the real path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _models_helpers import train, translate_test, write_folder, write_pairs
+from conftest import TINY, load_ckpt, read_events
+from omegaconf import OmegaConf
+from PIL import Image
+
+import translate.fid as fid
+from translate.cgan_metrics import (
+    DigitJudge,
+    Digits,
+    load_classifier,
+    reference_digits,
+    score_digits,
+    train_on_synthetic,
+)
+from translate.config import ConfigError
+from translate.data.configs import MNISTDataConfig
+from translate.metrics import feature_frechet_distance, frechet_distance, mean_pairwise_distance, to_uint8
+from translate.visuals import save_png, to_unit
+
+HAS_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
+needs_fidelity = pytest.mark.skipif(not HAS_FIDELITY, reason="KID comes from torch-fidelity (the [metrics] extra)")
+CPU = torch.device("cpu")
+BUNDLED = OmegaConf.structured(MNISTDataConfig(name="mnist_subset", bundled=True, download=False))
+CLASSES = 10
+
+
+def block_means(images: torch.Tensor) -> torch.Tensor:
+    """The stand-in for Inception: uint8 ``[N, 3, H, W]`` -> the mean of each 4 x 4 block, in [0, 1] ``[N, D]``."""
+    assert images.dtype == torch.uint8 and images.size(1) == 3
+    return F.avg_pool2d(images.float() / 255, 4).flatten(1)
+
+
+# --- Frechet distance: closed forms --------------------------------------------------------------------
+
+
+def _random_rotation(dim: int, seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return q
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_frechet_distance_of_gaussians_sharing_axes_is_closed_form(rotate):
+    g = torch.Generator().manual_seed(0)
+    mu1, mu2 = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    var1, var2 = torch.rand(6, generator=g, dtype=torch.float64) + 0.1, torch.rand(6, generator=g, dtype=torch.float64) + 0.1
+    # Same eigenvectors: the distance is |mu1 - mu2|^2 + sum_i (sqrt(var1_i) - sqrt(var2_i))^2.
+    q = _random_rotation(6, 1) if rotate else torch.eye(6, dtype=torch.float64)
+    sigma1, sigma2 = q @ torch.diag(var1) @ q.T, q @ torch.diag(var2) @ q.T
+    expected = (mu1 - mu2).square().sum() + (var1.sqrt() - var2.sqrt()).square().sum()
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(float(expected), rel=1e-9)
+    assert frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("shift, scale", [(0.0, 1.0), (0.5, 1.0), (0.0, 2.0), (1.0, 0.5)])
+def test_fid_of_sampled_shifted_and_scaled_gaussians(shift, scale):
+    # X ~ N(0, C), Y ~ N(d, s^2 C): FID = |d|^2 + Tr(C) (1 - s)^2.
+    dim, n = 4, 40_000
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    cov = a @ a.T / dim + 0.5 * torch.eye(dim, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov)
+    d = torch.full((dim,), shift, dtype=torch.float64)
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64) @ chol.T
+    y = d + scale * torch.randn(n, dim, generator=g, dtype=torch.float64) @ chol.T
+    expected = float(d.square().sum() + cov.trace() * (1 - scale) ** 2)
+    assert feature_frechet_distance(x, y) == pytest.approx(expected, rel=0.03, abs=0.01)
+
+
+@pytest.mark.skipif(not HAS_FIDELITY, reason="compares with torch-fidelity")
+def test_frechet_distance_agrees_with_torch_fidelity_on_unrelated_covariances():
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    g = torch.Generator().manual_seed(3)
+    stats = []
+    for _ in range(2):
+        a = torch.randn(8, 8, generator=g, dtype=torch.float64)
+        stats.append((torch.randn(8, generator=g, dtype=torch.float64), a @ a.T))
+    theirs = fid_statistics_to_metric(*({"mu": m.numpy(), "sigma": s.numpy()} for m, s in stats), verbose=False)
+    assert frechet_distance(*stats[0], *stats[1]) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+
+
+def test_frechet_distance_rejects_mismatched_dimensions():
+    with pytest.raises(ValueError, match=r"means \[D\] and covariances \[D, D\] of one D"):
+        frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(4), torch.eye(4))
+
+
+# --- quantisation and diversity ------------------------------------------------------------------------
+
+
+def test_metrics_see_exactly_the_levels_of_the_written_pngs(tmp_path):
+    images = torch.linspace(-1.2, 1.2, 3 * 8 * 8).reshape(1, 3, 8, 8)  # beyond [-1, 1] too: clipped alike
+    save_png(to_unit(images[0]), tmp_path / "x.png")
+    written = torch.from_numpy(np.array(Image.open(tmp_path / "x.png"))).permute(2, 0, 1)
+    assert torch.equal(to_uint8(images)[0], written)
+
+
+def test_mean_pairwise_distance_known_values():
+    black, white = torch.zeros(1, 1, 4, 4, dtype=torch.uint8), torch.full((1, 1, 4, 4), 255, dtype=torch.uint8)
+    assert mean_pairwise_distance(torch.cat([black, black, black])) == pytest.approx(0.0, abs=1e-6)
+    assert mean_pairwise_distance(torch.cat([black, white])) == pytest.approx(1.0)
+    assert mean_pairwise_distance(torch.cat([black, white, black])) == pytest.approx(2 / 3)
+
+
+# --- the shipped classifier and the cGAN's scores ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> SimpleNamespace:
+    """The bundled real digits (32 px), 100 training digits per class, and the shipped judge."""
+    train_digits = reference_digits(BUNDLED, "train")
+    keep = torch.cat([(train_digits.labels == c).nonzero().flatten()[:100] for c in range(CLASSES)])
+    return SimpleNamespace(
+        test=reference_digits(BUNDLED, "test"),
+        train=Digits(train_digits.images[keep], train_digits.labels[keep], "train digits"),
+        judge=DigitJudge(load_classifier(), CPU),
+    )
+
+
+def test_shipped_classifier_reads_the_bundled_real_test_digits(digits):
+    shipped = Path(importlib.util.find_spec("translate.assets").origin).parent / "mnist_classifier.pt"
+    assert shipped.stat().st_size < 1_500_000
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(shipped, weights_only=True).values())
+    preds, features = digits.judge(digits.test.images)
+    assert float((preds == digits.test.labels).float().mean()) >= 0.98
+    assert features.shape == (1000, 128)
+
+
+def test_scores_of_real_collapsed_and_mislabelled_digits(digits):
+    real = score_digits(digits.train, digits.test, digits.judge, CLASSES)
+    assert real["accuracy"]["mean"] >= 0.98 and real["accuracy"]["num_images"] == 1000
+    assert real["accuracy"]["mean"] == pytest.approx(sum(real[f"accuracy_class_{c}"]["mean"] for c in range(CLASSES)) / CLASSES)
+    # Real digits against real digits: as diverse as the reference, and close in the classifier's features.
+    assert real["diversity"]["mean"] == pytest.approx(real["diversity"]["real"], rel=0.1)
+    assert real["fid_mnist_classifier"]["reference"] == "mnist_subset test split"
+
+    first = torch.cat([(digits.train.labels == c).nonzero()[:1].repeat(100, 1) for c in range(CLASSES)]).flatten()
+    collapsed = score_digits(Digits(digits.train.images[first], digits.train.labels[first], "x"), digits.test, digits.judge, CLASSES)
+    assert collapsed["diversity"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert collapsed["diversity_class_3"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert collapsed["fid_mnist_classifier"]["mean"] > 5 * real["fid_mnist_classifier"]["mean"]
+
+    shifted = Digits(digits.train.images, (digits.train.labels + 1) % CLASSES, "asked for the next class")
+    assert score_digits(shifted, digits.test, digits.judge, CLASSES)["accuracy"]["mean"] <= 0.03
+
+
+def test_tstr_learns_from_real_digits_and_not_from_mislabelled_ones(digits):
+    steps = dict(steps=40, device=CPU, batch_size=64)
+    good = train_on_synthetic(digits.train, digits.test, **steps)
+    labels = digits.train.labels[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    bad = train_on_synthetic(Digits(digits.train.images, labels, "shuffled labels"), digits.test, **steps)
+    assert good >= 0.75 and bad <= 0.3, (good, bad)
+
+
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory) -> Path:
+    """A tiny cGAN: 2 epochs of 2 steps, validated on 20 generated digits every epoch, best.pt by
+    val/fid_mnist_classifier, everything in TensorBoard."""
+    run_dir = tmp_path_factory.mktemp("cgan")
+    train(run_dir, [
+        *TINY,
+        "data.max_dataset_size=8", "trainer.batch_size=4", "trainer.max_steps=null",
+        "trainer.n_epochs=1", "trainer.n_epochs_decay=1",
+        "trainer.val_every_n_epochs=1", "trainer.val_max_images=20", "trainer.best_metric=val/fid_mnist_classifier",
+    ])
+    return run_dir
+
+
+def test_cgan_translate_test_writes_its_scores(cgan_run, tmp_path):
+    out = translate_test(cgan_run, tmp_path / "test", "metrics.cgan_per_class=6", "metrics.tstr_steps=2", "n_per_class=1")
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_class = {f"{name}_class_{c}" for name in ("accuracy", "diversity") for c in range(CLASSES)}
+    assert set(metrics) == {"accuracy", "fid_mnist_classifier", "diversity", "tstr_accuracy", *per_class}
+    assert {m["num_images"] for k, m in metrics.items() if "_class_" not in k} == {60}
+    assert {metrics[k]["num_images"] for k in per_class} == {6}
+    for name in ("fid_mnist_classifier", "tstr_accuracy"):
+        assert metrics[name]["reference"] == "mnist_subset test split" and metrics[name]["num_real_images"] == 1000
+    # Beside the score, the judge's accuracy on the reference digits (here 16 px ones, read at 32 px).
+    reference = reference_digits(OmegaConf.merge(BUNDLED, {"image_size": 16}), "test")
+    preds, _ = DigitJudge(load_classifier(), CPU)(reference.images)
+    assert metrics["accuracy"]["real"] == pytest.approx(float((preds == reference.labels).float().mean()))
+    assert 0.0 <= metrics["accuracy"]["mean"] <= 1.0 and metrics["fid_mnist_classifier"]["mean"] > 0.0
+    assert (out / "grid.png").is_file() and (out / "samples" / "9" / "0.png").is_file()
+
+
+def test_best_checkpoint_follows_the_configured_metric(cgan_run):
+    events = read_events(cgan_run / "tb")
+    fids = events.Scalars("val/fid_mnist_classifier")
+    assert [e.step for e in fids] == [2, 4]
+    for tag in ("val/accuracy", "val/diversity"):
+        assert len(events.Scalars(tag)) == 2
+    best = min(fids, key=lambda e: e.value)
+    state = load_ckpt(cgan_run / "checkpoints" / "best.pt")
+    assert state["step"] == best.step
+    assert state["best"]["metric"] == "val/fid_mnist_classifier"
+    assert state["best"]["value"] == pytest.approx(best.value, rel=1e-5)
+    assert load_ckpt(cgan_run / "checkpoints" / "latest.pt")["best"] == state["best"]
+
+
+def test_hparams_table_holds_the_config_and_the_final_metrics(cgan_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = read_events(cgan_run / "tb")
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.optim.lr"].number_value == pytest.approx(2e-4)
+    assert start.hparams["model.generator.ngf"].number_value == 8
+    assert start.hparams["trainer.best_metric"].string_value == "val/fid_mnist_classifier"
+    assert start.hparams["data.name"].string_value == "mnist_subset"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert {"final/val/accuracy", "final/val/fid_mnist_classifier", "best/val/fid_mnist_classifier", "final/train/loss_G/gan"} <= metric_tags
+    last_fid = events.Scalars("val/fid_mnist_classifier")[-1].value
+    assert events.Scalars("final/val/fid_mnist_classifier")[-1].value == pytest.approx(last_fid)
+
+
+def test_unknown_best_metric_stops_before_training_with_the_metrics_there_are(tmp_path):
+    with pytest.raises(ConfigError, match=r"best_metric=val/PSNR is not a validation metric of this run; it has val/accuracy, "):
+        train(tmp_path, [*TINY, "logger=none", "trainer.best_metric=val/PSNR"])
+    assert not (tmp_path / "checkpoints").exists()
+
+
+# --- the MNIST classifier as a model of the engine ------------------------------------------------------
+
+
+def test_classifier_trains_in_the_engine_and_tests_its_accuracy(tmp_path):
+    run_dir = tmp_path / "run"
+    train(run_dir, ["model=classifier", "data=mnist_subset", "debug=smoke", "logger=tensorboard"])
+    assert {"train/loss_C/ce", "train/accuracy"} <= set(read_events(run_dir / "tb").Tags()["scalars"])
+    metrics = json.loads((translate_test(run_dir, tmp_path / "test", "num_test=200") / "metrics.json").read_text())
+    assert set(metrics) == {"accuracy", *(f"accuracy_class_{c}" for c in range(CLASSES))}
+    assert metrics["accuracy"]["num_images"] == 200
+    # A run directory can stand in for the shipped judge.
+    judge = load_classifier(str(run_dir))
+    assert [w.shape[0] for n, w in judge.state_dict().items() if n.startswith("body.") and w.dim() == 4] == [32, 64, 128, 128]
+
+
+# --- FID / KID -----------------------------------------------------------------------------------------
+
+
+def _levels(u: torch.Tensor) -> torch.Tensor:
+    """uint8 levels -> the [-1, 1] image that to_uint8 maps back to exactly those levels."""
+    return u.float() / 127.5 - 1.0
+
+
+@needs_fidelity
+def test_fid_pairs_each_fake_with_the_real_images_of_its_domain():
+    # Fakes k levels brighter than the reals: block-mean features shift by k / 255, covariances stay, so
+    # FID = D (k / 255)^2.
+    g = torch.Generator().manual_seed(0)
+    real = [torch.randint(20, 200, (4, 3, 16, 16), generator=g) for _ in range(4)]
+    metrics = fid.DistributionMetrics(block_means, kid_subset_size=1000)
+    for a, b in zip(real[:2], real[2:]):
+        metrics.update({"real_A": _levels(a), "fake_B": _levels(b + 10), "rec_A": _levels(a)})  # a CycleGAN testA batch
+    for a, b in zip(real[:2], real[2:]):
+        metrics.update({"real_B": _levels(b), "fake_A": _levels(a), "rec_B": _levels(b)})  # a testB batch
+    out = metrics.compute()
+    assert set(out) == {"FID_A", "KID_A", "FID_B", "KID_B"}
+    dim = 3 * 4 * 4
+    assert out["FID_B"]["mean"] == pytest.approx(dim * (10 / 255) ** 2, rel=1e-6)
+    assert out["FID_A"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert out["KID_B"]["mean"] > 0.0 and out["KID_B"]["mean"] > out["KID_A"]["mean"]  # 8 images: KID is noisy
+    assert out["FID_B"]["num_images"] == out["FID_B"]["num_real_images"] == 8 and out["KID_B"]["subset_size"] == 8
+
+
+@needs_fidelity
+def test_inputs_without_a_fake_counterpart_get_no_fid():
+    # pix2pix: real_A is the input; only fake_B has real images of its domain to be compared with.
+    images = _levels(torch.randint(0, 256, (3, 3, 8, 8), generator=torch.Generator().manual_seed(0)))
+    metrics = fid.DistributionMetrics(block_means)
+    metrics.update({"real_A": images, "fake_B": images, "real_B": images.flip(0)})
+    out = metrics.compute()
+    assert set(out) == {"FID_B", "KID_B"}
+    assert out["FID_B"]["mean"] == pytest.approx(0.0, abs=1e-6)  # the same images, in another order
+
+
+@pytest.fixture(scope="module")
+def image_runs(tmp_path_factory) -> SimpleNamespace:
+    """One-step pix2pix (32 px aligned pairs, 6 test pairs) and CycleGAN (16 px, 4 testA and 5 testB
+    images) runs."""
+    root = tmp_path_factory.mktemp("images")
+    write_pairs(root / "pairs", "train", 2, 32, seed=0)
+    write_pairs(root / "pairs", "test", 6, 32, seed=1)
+    for name, n in (("trainA", 2), ("trainB", 2), ("testA", 4), ("testB", 5)):
+        write_folder(root / "folders" / name, n, 16, seed=len(name) + n, prefix=name)
+    common = ["device=cpu", "data.num_workers=0", "trainer.progress_bar=false", "logger=none", "trainer.max_steps=1",
+              "model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers",
+              "model.discriminator.n_layers=1"]
+    train(root / "pix2pix", ["model=pix2pix", "data=aligned", f"data.root={root / 'pairs'}", *common,
+                             "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet", "model.generator.num_downs=5"])
+    train(root / "cyclegan", ["model=cyclegan", "data=unaligned", f"data.root={root / 'folders'}", *common,
+                              "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
+                              "model.generator.n_blocks=1", "model.pool_size=0"])
+    return SimpleNamespace(pix2pix=root / "pix2pix", cyclegan=root / "cyclegan")
+
+
+@needs_fidelity
+@pytest.mark.parametrize("model, expected", [
+    ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6}),
+    ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "FID_B": 4, "KID_B": 4}),
+])
+def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, model, expected, monkeypatch, tmp_path):
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(fid, "inception_extractor", lambda path, device: block_means if path == weights else None)
+    out = translate_test(getattr(image_runs, model), tmp_path / "test", f"metrics.inception_weights={weights}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {name: m["num_images"] for name, m in metrics.items()} == expected
+    assert all(math.isfinite(m["mean"]) and m["mean"] >= 0 for k, m in metrics.items() if k.startswith("FID"))
+
+
+def test_missing_weights_leave_fid_out_and_say_which_file_goes_where(image_runs, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = translate_test(image_runs.cyclegan, tmp_path / "test")
+    assert set(json.loads((out / "metrics.json").read_text())) == {"cycle_L1_A", "cycle_L1_B"}
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    needles = [fid.INCEPTION_URL, str(cache), "metrics.inception_weights"] if HAS_FIDELITY else ['pip install "translate[metrics]"']
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "FID/KID" in r.getMessage()]
+    assert len(warnings) == 2, warnings  # before the translations and with the results
+    for needle in needles:
+        assert all(needle in w for w in warnings), (needle, warnings)
+
+
+def test_without_torch_fidelity_the_message_names_the_extra(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch_fidelity" else real_find_spec(name, *a))
+    problem = fid.find_inception(None).problem
+    assert 'pip install "translate[metrics]"' in problem and "torch-fidelity" in problem
+
+
+@pytest.mark.parametrize("asked", ["metrics.fid=true", "metrics.inception_weights=missing.pth"])
+def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypatch, tmp_path, asked):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = tmp_path / "test"
+    with pytest.raises(ConfigError) as err:
+        translate_test(image_runs.pix2pix, out, asked)
+    if not HAS_FIDELITY:
+        needles = ['pip install "translate[metrics]"']
+    elif asked == "metrics.fid=true":
+        needles = [fid.INCEPTION_URL, str(tmp_path / "torch" / "hub" / "checkpoints")]
+    else:
+        needles = ["metrics.inception_weights=missing.pth: no such file", fid.INCEPTION_URL]
+    for needle in [*needles, "metrics.fid=false"]:
+        assert needle in str(err.value), str(err.value)
+    assert not out.exists()
