@@ -1,24 +1,20 @@
-"""Shared by test_pix2pix.py and test_cyclegan.py: tiny image folders, training and testing runs as the
-entry points do them (Hydra composition, validation, Trainer / run_test), and readers for what a run wrote."""
+"""Shared by the pix2pix, CycleGAN, evaluation, export and pretrained tests: tiny image folders, training
+and testing runs on the CPU as the entry points do them, and readers for what a run wrote."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+import helpers
 from translate.checkpoint import load_checkpoint
-from translate.cli import config_dir
 from translate.config import validate
 from translate.engine import Trainer
 from translate.models import build_model
@@ -66,34 +62,19 @@ def write_folder(
     return images
 
 
-def compose_config(config_name: str, overrides: Iterable[str]) -> DictConfig:
-    """What ``translate-train`` / ``translate-test`` receive for these command-line overrides."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="test_models"):
-        return compose(config_name, overrides=list(overrides))
-
-
 def train_config(overrides: Iterable[str]) -> DictConfig:
-    return validate(compose_config("train", [*CPU, *overrides]))
+    """:func:`helpers.train_config` after :data:`CPU`."""
+    return helpers.train_config(*CPU, *overrides)
 
 
 def train(run_dir: Path, overrides: Iterable[str]) -> Trainer:
-    """Train as ``translate-train <overrides>`` would into ``run_dir``; returns the finished Trainer."""
-    trainer = Trainer(train_config(overrides), run_dir)
-    trainer.fit()
-    return trainer
+    """:func:`helpers.train` after :data:`CPU`: train into ``run_dir``, return the finished Trainer."""
+    return helpers.train(run_dir, *CPU, *overrides)
 
 
 def translate_test(run_dir: Path, out: Path, *overrides: str) -> Path:
     """``translate-test run=<run_dir> output_dir=<out> <overrides>``, in this process."""
-    return run_test(compose_config("test", [f"run={run_dir}", f"output_dir={out}", "device=cpu", *overrides]))
-
-
-def run_cli(script: str, args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    """An installed console script, one thread (the test machine's cores are shared), output captured."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.update(OMP_NUM_THREADS="1", TRANSLATE_DATA_DIR=str(cwd / "data"))
-    script_path = Path(sys.executable).parent / script
-    return subprocess.run([str(script_path), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return run_test(helpers.compose_config("test", f"run={run_dir}", f"output_dir={out}", "device=cpu", *overrides))
 
 
 def load_run_model(run_dir: Path) -> GANModel:
@@ -140,15 +121,6 @@ def assert_test_outputs(out: Path, stems: Dict[str, Sequence[str]]) -> None:
 
 def read_metrics(out: Path) -> Dict[str, Dict[str, float]]:
     return json.loads((out / "metrics.json").read_text())
-
-
-def read_events(tb_dir: Path):
-    """Every TensorBoard event under ``tb_dir``, unsampled."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0, "images": 0})
-    acc.Reload()
-    return acc
 
 
 def scalar_values(acc, tag: str) -> List[float]:

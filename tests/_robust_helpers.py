@@ -3,30 +3,20 @@ process, and image folders with the damage a scraped dataset has."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
+import helpers
 from translate import cli
-from translate.config import validate
 from translate.data.configs import ImageDataConfig
 from translate.engine import Trainer
-
-# Tiny convolutions on a few shared cores run many times faster on one thread than on several
-# competing ones (the real processes started below get OMP_NUM_THREADS=1 for the same reason).
-torch.set_num_threads(1)
-
-#: The console scripts are installed next to the interpreter running the tests.
-TRAIN_SCRIPT = Path(sys.executable).parent / "translate-train"
 
 #: Settings every test run shares: CPU, no TensorBoard, no progress bar, no validation, reads in the
 #: main process.
@@ -94,12 +84,6 @@ def model_overrides(model: str, data_root: Path) -> List[str]:
     return [*CYCLEGAN, f"data.root={unaligned_folder(data_root)}"]
 
 
-def compose_train(*overrides: str) -> Any:
-    """The typed config ``translate-train *overrides`` trains with."""
-    with initialize_config_dir(config_dir=cli.config_dir(), version_base="1.3", job_name="robustness"):
-        return validate(compose("train", overrides=list(overrides)))
-
-
 def image_data(root: Path, **values: Any) -> Any:
     """A typed image-folder data config for ``root``: no resizing, cropping or flipping unless asked."""
     defaults = {"root": str(root), "preprocess": "none", "flip": False}
@@ -107,35 +91,8 @@ def image_data(root: Path, **values: Any) -> Any:
 
 
 def fit(run_dir: Path, *overrides: str) -> Trainer:
-    """Train ``overrides`` (after :data:`COMMON` and :data:`SCHEDULE`) into ``run_dir``; return the Trainer."""
-    trainer = Trainer(compose_train(*COMMON, *SCHEDULE, *overrides), run_dir)
-    trainer.fit()
-    return trainer
-
-
-def load(path: Path) -> Dict[str, Any]:
-    """A checkpoint opened as a user would open it: no code executed, tensors on the CPU."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def tensors(tree: Any, prefix: str = "") -> Iterator[Tuple[str, torch.Tensor]]:
-    """Every tensor in a nested dict/list, with its path."""
-    if isinstance(tree, torch.Tensor):
-        yield prefix, tree
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from tensors(value, f"{prefix}/{key}")
-    elif isinstance(tree, (list, tuple)):
-        for i, value in enumerate(tree):
-            yield from tensors(value, f"{prefix}/{i}")
-
-
-def assert_identical(a: Any, b: Any) -> None:
-    """Same tensor paths, and every tensor equal bit for bit."""
-    left, right = dict(tensors(a)), dict(tensors(b))
-    assert left.keys() == right.keys()
-    different = [k for k in left if not torch.equal(left[k], right[k])]
-    assert not different, f"{len(different)} of {len(left)} tensors differ, e.g. {different[:3]}"
+    """:func:`helpers.train` after :data:`COMMON` and :data:`SCHEDULE`: train into ``run_dir``, return the Trainer."""
+    return helpers.train(run_dir, *COMMON, *SCHEDULE, *overrides)
 
 
 def run_cli_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> Tuple[int, str]:
@@ -165,24 +122,14 @@ def assert_one_line_error(code: int, stderr: str, *needles: str) -> str:
     return errors[0]
 
 
-def cli_env() -> Dict[str, str]:
-    # A user's HYDRA_FULL_ERROR would turn the one-line errors under test into tracebacks.
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def start_cli(cwd: Path, *args: str) -> Tuple[subprocess.Popen, Path]:
     """Start ``translate-train *args`` as a real process in ``cwd``; return it and the file that
     receives its stdout and stderr (a file, not a pipe, which a long run could fill and block on)."""
     output = cwd / "translate-train.out"
     with open(output, "w") as sink:
-        proc = subprocess.Popen([str(TRAIN_SCRIPT), *args], cwd=cwd, env=cli_env(), stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(helpers.BIN / "translate-train"), *args],
+            cwd=cwd, env=helpers.cli_env(cwd), stdout=sink, stderr=subprocess.STDOUT,
+        )
     return proc, output
 
-
-def run_cli(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``translate-train *args`` as a real process in ``cwd`` to its end."""
-    return subprocess.run(
-        [str(TRAIN_SCRIPT), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
-    )

@@ -12,7 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import GRID_SIDE, IMAGE_SIZE, TINY, expect_clear_error, load_ckpt, read_events
+from helpers import GRID_SIDE, IMAGE_SIZE, TINY, expect_clear_error, load_ckpt, read_events
 from translate.config import validate
 from translate.errors import USER_ERRORS
 from translate.testing import run_test

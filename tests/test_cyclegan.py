@@ -17,16 +17,15 @@ from _models_helpers import (
     assert_test_outputs,
     load_run_model,
     png_error,
-    read_events,
     read_metrics,
     read_png,
-    run_cli,
     scalar_values,
     train,
     train_config,
     translate_test,
     write_folder,
 )
+from helpers import read_events, run_cli
 
 from translate.checkpoint import load_checkpoint
 from translate.config import ConfigError
@@ -263,7 +262,7 @@ def assert_made_by(out, stem: str, source: str, result: str, right: torch.nn.Mod
 
 
 def test_one_way_cli_translates_a_folder_with_G_A(run, photos, tmp_path):
-    proc = run_cli("translate-test", [f"run={run.dir}", "data=single", f"data.root={photos.root}"], tmp_path)
+    proc = run_cli("translate-test", f"run={run.dir}", "data=single", f"data.root={photos.root}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = run.dir / "test_latest"
     found = one_way_outputs(out, ("real_A", "fake_B", "real_B", "fake_A"))

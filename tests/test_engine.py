@@ -11,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import GRID_SIDE, IMAGE_SIZE, TINY, assert_same_tensors, load_ckpt, read_events
+import helpers
+from helpers import GRID_SIDE, IMAGE_SIZE, TINY, assert_same_tensors, load_ckpt, read_events
 from translate.config import validate
 from translate.engine import Trainer
 from translate.errors import USER_ERRORS
@@ -21,16 +22,13 @@ LR = 2e-4
 
 
 @pytest.fixture(scope="module")
-def train(compose_config):
+def train():
     """``train(run_dir, *overrides)``: fit a tiny cGAN with deterministic kernels and no logger (unless
     overridden), return the Trainer as fit left it."""
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
 
     def _train(run_dir: Path, *overrides: str) -> Trainer:
-        cfg = compose_config("train", *TINY, "logger=none", "device.deterministic=true", *overrides)
-        trainer = Trainer(validate(cfg), run_dir)
-        trainer.fit()
-        return trainer
+        return helpers.train(run_dir, *TINY, "logger=none", "device.deterministic=true", *overrides)
 
     yield _train
     # device.deterministic switches deterministic algorithms on process-wide; other test files run as alone

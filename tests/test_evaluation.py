@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _models_helpers import train, translate_test, write_folder, write_pairs
-from conftest import TINY, load_ckpt, read_events
+from helpers import TINY, load_ckpt, read_events
 from omegaconf import OmegaConf
 from PIL import Image
 

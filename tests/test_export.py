@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from _models_helpers import compose_config, train, write_pairs
+from _models_helpers import train, write_pairs
+from helpers import compose_config
 from translate.export import export_generator, main
 from translate.networks.generators import ResnetGenerator
 from translate.testing import load_trained
@@ -57,7 +58,7 @@ def pix2pix_run(tmp_path_factory) -> Path:
 
 def eager_generator(run: Path) -> nn.Module:
     """The run's G as translate-test builds it, in eval mode."""
-    return load_trained(compose_config("test", [f"run={run}", "device=cpu"]))[0].netG.eval()
+    return load_trained(compose_config("test", f"run={run}", "device=cpu"))[0].netG.eval()
 
 
 def run_isolated(model: Path, x: torch.Tensor, folder: Path) -> torch.Tensor:

@@ -16,16 +16,15 @@ from _models_helpers import (
     assert_test_outputs,
     load_run_model,
     png_error,
-    read_events,
     read_metrics,
     read_png,
-    run_cli,
     scalar_values,
     train,
     train_config,
     translate_test,
     write_pairs,
 )
+from helpers import load_ckpt, read_events, run_cli
 
 from translate.config import ConfigError
 from translate.engine import Trainer
@@ -98,7 +97,7 @@ def test_tensorboard_has_the_losses_learning_rates_and_the_grid(overfit):
 
 
 def test_translate_test_cli_writes_every_image_the_page_and_the_metrics(overfit, pairs, tmp_path):
-    proc = run_cli("translate-test", [f"run={overfit}"], cwd=tmp_path)
+    proc = run_cli("translate-test", f"run={overfit}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = overfit / "test_latest"
     test_images = pairs.test
@@ -187,7 +186,7 @@ def test_btoa_feeds_the_b_image_to_the_generator(pairs, tmp_path, monkeypatch):
 def test_one_channel_input_trains_and_tests(pairs, tmp_path):
     run_dir = tmp_path / "run"
     train(run_dir, tiny(pairs.root, 32, 5, 2, "data.input_nc=1", "data.output_nc=3"))
-    nets = torch.load(run_dir / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)["networks"]
+    nets = load_ckpt(run_dir / "checkpoints" / "latest.pt")["networks"]
     assert nets["G"]["model.model.0.weight"].shape[1] == 1
     assert nets["G"]["model.model.3.weight"].shape[1] == 3  # ConvTranspose weight: [in, out, k, k]
     assert nets["D"]["model.0.weight"].shape[1] == 1 + 3  # the conditional D sees cat(A, B)

@@ -23,16 +23,15 @@ from _models_helpers import (
     as_input,
     as_png_levels,
     assert_test_outputs,
-    compose_config,
     png_error,
     read_metrics,
     read_png,
-    run_cli,
     train,
     translate_test,
     write_folder,
     write_pairs,
 )
+from helpers import compose_config, run_cli
 from translate.checkpoint import CheckpointError, load_checkpoint
 from translate.config import ConfigError, DiscriminatorConfig
 from translate.metrics import l1
@@ -90,7 +89,7 @@ def test_translate_test_runs_a_reference_resnet_file_and_infers_its_architecture
     # model=cyclegan says resnet_9blocks, ngf 64: the file's n_blocks 2, ngf 8 must win.
     proc = run_cli(
         "translate-test",
-        [f"checkpoint={path}", "model=cyclegan", "data=single", f"data.root={tmp_path / 'photos'}", *SIZES],
+        f"checkpoint={path}", "model=cyclegan", "data=single", f"data.root={tmp_path / 'photos'}", *SIZES,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -111,7 +110,7 @@ def test_unet_with_batch_norm_and_module_prefix_matches_eager_and_reports_paired
     pairs = write_pairs(tmp_path / "pairs", "test", 3, 64, seed=2)
 
     sizes = ["data.load_size=64", "data.crop_size=64", "data.num_workers=0", "device=cpu"]
-    cfg = compose_config("test", [f"checkpoint={path}", "model=pix2pix", "data=aligned", f"data.root={tmp_path / 'pairs'}", *sizes])
+    cfg = compose_config("test", f"checkpoint={path}", "model=pix2pix", "data=aligned", f"data.root={tmp_path / 'pairs'}", *sizes)
     out = run_test(cfg)
 
     assert out == tmp_path / "test_latest_net_G"
@@ -180,8 +179,8 @@ def test_native_checkpoint_and_equivalent_reference_files_give_the_same_images(c
     native_ab = translate_test(cyclegan_run, tmp_path / "native_ab", *data)
     native_ba = translate_test(cyclegan_run, tmp_path / "native_ba", *data, "data.direction=BtoA")
     # A reference file is the generator to apply, whatever its name: inputs are real_A, outputs fake_B.
-    file_a = run_test(compose_config("test", [f"checkpoint={ref['G_A']}", *data]))
-    file_b = run_test(compose_config("test", [f"checkpoint={ref['G_B']}", "model=cyclegan", *data]))
+    file_a = run_test(compose_config("test", f"checkpoint={ref['G_A']}", *data))
+    file_b = run_test(compose_config("test", f"checkpoint={ref['G_B']}", "model=cyclegan", *data))
 
     for stem in photos:
         for native, visual, from_file in ((native_ab, "fake_B", file_a), (native_ba, "fake_A", file_b)):
@@ -233,7 +232,7 @@ def test_a_file_that_does_not_fit_gives_one_line_naming_the_file_and_the_problem
 def test_translate_test_with_a_reference_file_needs_data(tmp_path):
     path = save_state(tiny_resnet().state_dict(), tmp_path / "latest_net_G.pth")
     with pytest.raises(ConfigError, match="data=single data.root="):
-        run_test(compose_config("test", [f"checkpoint={path}", "device=cpu"]))
+        run_test(compose_config("test", f"checkpoint={path}", "device=cpu"))
 
 
 class Payload:
@@ -267,7 +266,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 
     (tmp_path / "photos").mkdir()
     with pytest.raises(CheckpointError, match="refusing to load"):
-        run_test(compose_config("test", [f"checkpoint={files[0]}", "data=single", f"data.root={tmp_path / 'photos'}", "device=cpu"]))
+        run_test(compose_config("test", f"checkpoint={files[0]}", "data=single", f"data.root={tmp_path / 'photos'}", "device=cpu"))
     assert not marker.exists()
 
 

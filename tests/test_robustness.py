@@ -29,20 +29,17 @@ from _robust_helpers import (
     PIX2PIX,
     SCHEDULE,
     aligned_folder,
-    assert_identical,
     assert_one_line_error,
-    compose_train,
     fit,
     image_data,
-    load,
     model_overrides,
     noise,
-    run_cli,
     run_cli_inprocess,
     save_png,
     start_cli,
     unaligned_folder,
 )
+from helpers import assert_same_tensors, load_ckpt, run_cli, train_config
 from translate import cli as cli_module
 from translate.checkpoint import CheckpointError
 from translate.data.aligned import AlignedDataset
@@ -81,7 +78,7 @@ def straight_runs(tmp_path_factory):
         if model not in made:
             run = tmp_path_factory.mktemp(f"straight_{model}")
             fit(run, *overrides, f"trainer.max_steps={TOTAL_STEPS}")
-            made[model] = load(run / "checkpoints" / "latest.pt")
+            made[model] = load_ckpt(run / "checkpoints" / "latest.pt")
         return made[model]
 
     return get
@@ -150,18 +147,18 @@ def test_stop_and_resume_gives_bit_identical_training_state(model, stop, straigh
     expected = straight_runs(model, overrides)
     run = tmp_path / "run"
     fit(run, *overrides, f"trainer.max_steps={stop}")
-    assert load(run / "checkpoints" / "latest.pt")["step"] == stop
+    assert load_ckpt(run / "checkpoints" / "latest.pt")["step"] == stop
     fit(run, *overrides, f"trainer.max_steps={TOTAL_STEPS}", f"resume={run}")
     # it went on from the checkpoint, rather than retraining from scratch into the same numbers
     assert f"resumed from {run} at step {stop}" in caplog.text
     assert f"{TOTAL_STEPS - stop} steps in" in caplog.text
-    got = load(run / "checkpoints" / "latest.pt")
+    got = load_ckpt(run / "checkpoints" / "latest.pt")
     assert (got["step"], got["epoch"], got["batch_in_epoch"]) == (expected["step"], expected["epoch"], expected["batch_in_epoch"])
-    assert_identical(got["networks"], expected["networks"])
+    assert_same_tensors(got["networks"], expected["networks"])
     # Adam's moments, the schedule and (CycleGAN) the image pools carried over too
-    assert_identical(got["optimizers"], expected["optimizers"])
+    assert_same_tensors(got["optimizers"], expected["optimizers"])
     assert got["schedulers"] == expected["schedulers"]
-    assert_identical(got["extra"], expected["extra"])
+    assert_same_tensors(got["extra"], expected["extra"])
 
 
 # --- preemption and kills --------------------------------------------------------------------------
@@ -178,7 +175,7 @@ def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resume_finishes(tmp_p
     assert stopped, text[-3000:]
     assert Path(stopped[2]) == run
     step = int(stopped[1])
-    latest = load(run / "checkpoints" / "latest.pt")
+    latest = load_ckpt(run / "checkpoints" / "latest.pt")
     assert latest["step"] == step >= 3
     assert (latest["epoch"], latest["batch_in_epoch"]) == divmod(step, 3)
 
@@ -186,7 +183,7 @@ def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resume_finishes(tmp_p
     code, err = cli(f"resume={run}", f"trainer.max_steps={step + 4}")
     assert code == 0, err[-3000:]
     assert f"resumed from {run} at step {step}" in (run / "train.log").read_text()
-    assert load(run / "checkpoints" / "latest.pt")["step"] == step + 4
+    assert load_ckpt(run / "checkpoints" / "latest.pt")["step"] == step + 4
 
 
 def test_sigkill_at_any_moment_leaves_loadable_checkpoints_and_resume_works(tmp_path, cli):
@@ -207,19 +204,19 @@ def test_sigkill_at_any_moment_leaves_loadable_checkpoints_and_resume_works(tmp_
     assert all(n.startswith(".") and n.endswith(".tmp") for n in names if n not in visible), (delay, names)
     assert "latest.pt" in visible, (delay, names)
     for name in visible:
-        assert load(ckpts / name)["format"] == "translate-checkpoint", (delay, name)
-    step = load(ckpts / "latest.pt")["step"]
+        assert load_ckpt(ckpts / name)["format"] == "translate-checkpoint", (delay, name)
+    step = load_ckpt(ckpts / "latest.pt")["step"]
 
     code, err = cli(f"resume={run}", f"trainer.max_steps={step + 2}")
     assert code == 0, (delay, err[-3000:])
-    assert load(ckpts / "latest.pt")["step"] == step + 2
+    assert load_ckpt(ckpts / "latest.pt")["step"] == step + 2
 
 
 def test_keep_last_n_keeps_the_newest_epoch_files_and_latest(tmp_path):
     run = tmp_path / "run"
     fit(run, *CGAN, "data.max_dataset_size=4", "trainer.keep_last_n=2")  # 5 epochs of 1 step
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_4.pt", "epoch_5.pt", "latest.pt"]
-    assert load(run / "checkpoints" / "latest.pt")["step"] == 5
+    assert load_ckpt(run / "checkpoints" / "latest.pt")["step"] == 5
 
 
 # --- non-finite losses -----------------------------------------------------------------------------
@@ -256,7 +253,7 @@ def test_a_skipped_step_leaves_no_nonfinite_state_behind(tmp_path, monkeypatch):
     """The batch-norm statistics a non-finite forward pass updated are part of the skipped step."""
     poison(monkeypatch, {2})
     fit(tmp_path / "run", *CGAN, "trainer.max_steps=3", "trainer.skip_nonfinite=1")
-    networks = load(tmp_path / "run" / "checkpoints" / "latest.pt")["networks"]
+    networks = load_ckpt(tmp_path / "run" / "checkpoints" / "latest.pt")["networks"]
     bad = [
         f"{net}.{key}"
         for net, state in networks.items()
@@ -288,7 +285,7 @@ def test_unreadable_image_read_by_a_dataloader_worker_is_one_cli_line(tmp_path):
     # the image grid reads the test split in the main process: only a worker meets the bad file
     bad = damage(data / "train" / "2.png", "truncated")
     args = [*COMMON, *PIX2PIX, f"data.root={data}", "data.num_workers=2", "trainer.max_steps=8", "hydra.run.dir=run"]
-    proc = run_cli(tmp_path, *args)
+    proc = run_cli("translate-train", *args, cwd=tmp_path)
     assert_one_line_error(proc.returncode, proc.stderr, f"{bad}: cannot read image (image file is truncated)")
 
 
@@ -310,14 +307,14 @@ def test_skip_bad_drops_a_separate_pair_when_either_side_is_bad(tmp_path):
         for i in range(3):
             save_png(tmp_path / side / "train" / f"{i}.png", noise(rng, 8, 8))
     damage(tmp_path / "B" / "train" / "1.png", "truncated")
-    cfg = compose_train(*COMMON, *PIX2PIX, f"data.root={tmp_path}", "data.skip_bad=true", "data.preprocess=none").data
+    cfg = train_config(*COMMON, *PIX2PIX, f"data.root={tmp_path}", "data.skip_bad=true", "data.preprocess=none").data
     assert [a.name for a, _ in AlignedDataset(cfg, "train", train=True).pairs] == ["0.png", "2.png"]
 
 
 def test_skip_bad_in_unaligned_and_single_folders_and_nothing_left_names_the_folder(tmp_path):
     root = unaligned_folder(tmp_path / "data", n=3)
     damage(root / "trainA" / "0.png", "empty")
-    cfg = compose_train(*COMMON, "model=cyclegan", "data=unaligned", f"data.root={root}", "data.skip_bad=true").data
+    cfg = train_config(*COMMON, "model=cyclegan", "data=unaligned", f"data.root={root}", "data.skip_bad=true").data
     ds = UnalignedDataset(cfg, "train", train=True)
     assert ([p.name for p in ds.a_paths], len(ds.b_paths)) == (["1.png", "2.png"], 2)
     assert [p.name for p in SingleDataset(cfg, "trainA", train=False).paths] == ["1.png", "2.png"]
@@ -358,10 +355,10 @@ def test_image_smaller_than_the_crop_is_named_or_skipped(tmp_path, cli):
     args = [*COMMON, *PIX2PIX, f"data.root={tmp_path / 'data'}", "data.preprocess=crop", "trainer.max_steps=2"]
     code, err = cli(*args, "hydra.run.dir=run")
     assert_one_line_error(code, err, "1.png: 24x32 is 24x32 after data.preprocess=crop", "data.crop_size=32")
-    ds = AlignedDataset(compose_train(*args, "data.skip_bad=true").data, "train", train=True)
+    ds = AlignedDataset(train_config(*args, "data.skip_bad=true").data, "train", train=True)
     assert [a.name for a, _ in ds.pairs] == ["0.png", "2.png"]
     with pytest.raises(ImageTooSmallError):
-        AlignedDataset(compose_train(*args).data, "train", train=True)[1]
+        AlignedDataset(train_config(*args).data, "train", train=True)[1]
 
 
 # --- bad configs: one line, naming the key, before training ----------------------------------------
@@ -410,14 +407,14 @@ def test_resume_from_another_model_is_refused_and_the_run_still_resumes(cli, pix
     # the failed attempt must not have changed how the run resumes
     code, err = cli(f"resume={run}", "trainer.max_steps=3")
     assert code == 0, err[-3000:]
-    assert load(run / "checkpoints" / "latest.pt")["step"] == 3
+    assert load_ckpt(run / "checkpoints" / "latest.pt")["step"] == 3
 
 
 def test_resume_of_a_cgan_run_as_cyclegan_python_api(tmp_path):
     run = tmp_path / "run"
     fit(run, *CGAN, "trainer.max_steps=1")
     root = unaligned_folder(tmp_path / "data")
-    cfg = compose_train(*COMMON, "model=cyclegan", "data=unaligned", f"data.root={root}", f"resume={run}")
+    cfg = train_config(*COMMON, "model=cyclegan", "data=unaligned", f"data.root={root}", f"resume={run}")
     with pytest.raises(CheckpointError, match=r"holds a 'cgan' model but this run is model=cyclegan; resume it with model=cgan"):
         Trainer(cfg, tmp_path / "new").fit()
 
