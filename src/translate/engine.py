@@ -187,7 +187,7 @@ class Trainer:
     def _check_best_metric(self) -> None:
         """Refuse a ``trainer.best_metric`` that validation will not produce, or whose direction is
         unknown, before training (a validation on one input tells the metrics' names)."""
-        metric, mode = self.cfg.trainer.get("best_metric"), self.cfg.trainer.get("best_mode")
+        metric, mode = self.cfg.trainer.best_metric, self.cfg.trainer.best_mode
         if not metric:
             return
         if self.validation is None:
@@ -327,7 +327,7 @@ class Trainer:
 
     def _keep_best(self, metrics: Dict[str, Dict[str, Any]]) -> None:
         """Write checkpoints/best.pt when ``trainer.best_metric`` beats its best value so far."""
-        metric, mode = self.cfg.trainer.get("best_metric"), self.cfg.trainer.get("best_mode")
+        metric, mode = self.cfg.trainer.best_metric, self.cfg.trainer.best_mode
         if not metric:
             return
         value = metrics[str(metric).removeprefix("val/")]["mean"]
