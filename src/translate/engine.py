@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.config import ConfigError
-from translate.data import build_dataset, find_dataset_split, prepare_data
+from translate.data import build_dataset, first_split, prepare_data
 from translate.data.sampling import EpochSampler
 from translate.devices import move_to, resolve_device
 from translate.metrics import higher_is_better
@@ -203,8 +203,7 @@ class Trainer:
 
     def _visual_batch(self) -> Any:
         """A fixed batch for the image grid: the first images of the validation split if there is one."""
-        split = find_dataset_split(self.cfg.data, ("val", "test")) or "train"
-        dataset = build_dataset(self.cfg.data, split, train=False)
+        _, dataset = first_split(self.cfg.data, ("val", "test")) or ("train", build_dataset(self.cfg.data, "train", train=False))
         n = min(4, len(dataset))
         return move_to(next(iter(DataLoader(dataset, batch_size=n, sampler=range(n)))), self.device, self.channels_last)
 

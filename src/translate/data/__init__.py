@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Tuple
 
 from torch.utils.data import Dataset
 
@@ -36,12 +36,12 @@ def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
     return DATASETS[str(cfg.kind)](cfg, split=split, train=train)
 
 
-def find_dataset_split(cfg: Any, candidates: Iterable[str]) -> Optional[str]:
-    """The first of ``candidates`` that this dataset has, or None."""
+def first_split(cfg: Any, candidates: Iterable[str]) -> Optional[Tuple[str, Dataset]]:
+    """The first of ``candidates`` that this dataset has, with that split built for evaluation
+    (``train=False``), so that a caller who needs it does not build it again; None if it has none."""
     for split in candidates:
         try:
-            build_dataset(cfg, split, train=False)
+            return split, build_dataset(cfg, split, train=False)
         except DatasetNotFoundError:
             continue
-        return split
     return None

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from translate.config import ModelConfig
-from translate.data import build_dataset, find_dataset_split
+from translate.data import build_dataset, first_split
 from translate.evaluation import evaluate
 
 
@@ -104,10 +104,10 @@ class GANModel(nn.Module):
         """How the engine validates this model every ``trainer.val_every_n_epochs``, or None: a callable
         ``(model, device, probe) -> {metric: {"mean", "num_images"}}`` (``probe``: on one input, just to
         learn the metrics' names). Image-to-image models: their test metrics on the ``val`` split."""
-        split = find_dataset_split(data, ("val",)) if self.task == "translate" else None
-        if split is None:
+        found = first_split(data, ("val",)) if self.task == "translate" else None
+        if found is None:
             return None
-        datasets = self.test_datasets(data, split)
+        datasets = self.test_datasets(data, found[0])
         return lambda model, device, probe: evaluate(model, datasets, batch_size, device, 1 if probe else max_images, progress=False)
 
     def extra_state(self) -> Dict[str, Any]:
