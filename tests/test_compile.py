@@ -12,7 +12,9 @@ from helpers import TINY, load_ckpt, train
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile on the CPU needs a C compiler")
 
 
-def test_compiled_networks_train_and_save_plain_weights(tmp_path):
+def test_compiled_networks_train_and_save_plain_weights(tmp_path, monkeypatch):
+    # A private inductor cache: entries another run left in /tmp must not decide whether this one passes.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     trainer = train(tmp_path / "run", *TINY, "device.compile=true", "logger=none", "trainer.max_steps=2")
     for net in trainer.model.networks.values():
         # nn.Module.compile wraps the forward in place: the module is the same, its calls go through dynamo.

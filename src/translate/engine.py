@@ -166,8 +166,10 @@ class Trainer:
         self.schedulers = {name: build_scheduler(opt, tr) for name, opt in self.optimizers.items()}
         self.opt = _EngineOptimization(self.model, self.optimizers, self.device, str(cfg.device.amp))
         if cfg.device.compile:
+            # Static shapes: a GAN sees a handful of fixed batch shapes (train, last batch, visuals), each
+            # compiled once; dynamic-shape graphs are slower and their cached guards trip inductor's cache.
             for net in self.model.networks.values():
-                net.compile()
+                net.compile(dynamic=False)
         if tr.keep_last_n is not None and tr.keep_last_n < 0:
             raise ConfigError(f"trainer.keep_last_n={tr.keep_last_n} must be >= 0 (or null to keep every epoch_<n>.pt)")
         # Temporary files of checkpoints a killed process was writing: never complete, never needed.
