@@ -292,23 +292,30 @@ def test_inputs_without_a_fake_counterpart_get_no_fid():
     assert out["FID_B"]["mean"] == pytest.approx(0.0, abs=1e-6)  # the same images, in another order
 
 
+#: Tiny pix2pix (32 px pairs) and CycleGAN (16 px folders) settings, without their data.root.
+TINY_IMAGES = ["model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1"]
+TINY_PIX2PIX = ["model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet",
+                "model.generator.num_downs=5", *TINY_IMAGES]
+TINY_CYCLEGAN = ["model=cyclegan", "data=unaligned", "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
+                 "model.generator.n_blocks=1", "model.pool_size=0", *TINY_IMAGES]
+
+
+def write_image_data(root: Path, split: str, n_pairs: int, n_a: int, n_b: int) -> None:
+    """``root/pairs/<split>/`` (32 px pairs) and ``root/folders/<split>{A,B}/`` (16 px images)."""
+    write_pairs(root / "pairs", split, n_pairs, 32, seed=len(split) + n_pairs)
+    write_folder(root / "folders" / f"{split}A", n_a, 16, seed=len(split) + n_a, prefix=f"{split}A")
+    write_folder(root / "folders" / f"{split}B", n_b, 16, seed=len(split) + n_b + 100, prefix=f"{split}B")
+
+
 @pytest.fixture(scope="module")
 def image_runs(tmp_path_factory) -> SimpleNamespace:
-    """One-step pix2pix (32 px aligned pairs, 6 test pairs) and CycleGAN (16 px, 4 testA and 5 testB
-    images) runs."""
+    """One-step pix2pix (6 test pairs) and CycleGAN (4 testA and 5 testB images) runs."""
     root = tmp_path_factory.mktemp("images")
-    write_pairs(root / "pairs", "train", 2, 32, seed=0)
-    write_pairs(root / "pairs", "test", 6, 32, seed=1)
-    for name, n in (("trainA", 2), ("trainB", 2), ("testA", 4), ("testB", 5)):
-        write_folder(root / "folders" / name, n, 16, seed=len(name) + n, prefix=name)
-    common = ["device=cpu", "data.num_workers=0", "trainer.progress_bar=false", "logger=none", "trainer.max_steps=1",
-              "model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers",
-              "model.discriminator.n_layers=1"]
-    train(root / "pix2pix", ["model=pix2pix", "data=aligned", f"data.root={root / 'pairs'}", *common,
-                             "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet", "model.generator.num_downs=5"])
-    train(root / "cyclegan", ["model=cyclegan", "data=unaligned", f"data.root={root / 'folders'}", *common,
-                              "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
-                              "model.generator.n_blocks=1", "model.pool_size=0"])
+    write_image_data(root, "train", 2, 2, 2)
+    write_image_data(root, "test", 6, 4, 5)
+    common = ["logger=none", "trainer.max_steps=1"]
+    train(root / "pix2pix", [*TINY_PIX2PIX, f"data.root={root / 'pairs'}", *common])
+    train(root / "cyclegan", [*TINY_CYCLEGAN, f"data.root={root / 'folders'}", *common])
     return SimpleNamespace(pix2pix=root / "pix2pix", cyclegan=root / "cyclegan")
 
 
@@ -361,3 +368,45 @@ def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypa
     for needle in [*needles, "metrics.fid=false"]:
         assert needle in str(err.value), str(err.value)
     assert not out.exists()
+
+
+@needs_fidelity
+@pytest.mark.parametrize("model, data, expected", [
+    ("pix2pix", "pairs", {"val/L1": 5, "val/PSNR": 5, "val/SSIM": 5, "val/FID_B": 5, "val/KID_B": 5}),
+    ("cyclegan", "folders", {"val/cycle_L1_A": 4, "val/cycle_L1_B": 5, "val/FID_A": 5, "val/KID_A": 5,
+                             "val/FID_B": 4, "val/KID_B": 4}),
+])
+def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, expected, monkeypatch, tmp_path):
+    write_image_data(tmp_path, "train", 2, 2, 2)
+    write_image_data(tmp_path, "val", 5, 4, 5)
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(fid, "inception_extractor", lambda path, device: block_means if path == weights else None)
+    run_dir = tmp_path / "run"
+    overrides = TINY_PIX2PIX if model == "pix2pix" else TINY_CYCLEGAN
+    trainer = train(run_dir, [*overrides, f"data.root={tmp_path / data}", "logger=tensorboard", "trainer.n_epochs=2",
+                              "trainer.n_epochs_decay=0", "trainer.val_every_n_epochs=1", "metrics.fid=true",
+                              f"metrics.inception_weights={weights}", "trainer.best_metric=val/FID_B"])
+    events = read_events(run_dir / "tb")
+    assert {tag: len(events.Scalars(tag)) for tag in expected} == {tag: 2 for tag in expected}  # one per epoch
+    # Every direction is validated on its own images (val_max_images caps each, not their sum).
+    assert {tag: n for tag, n in expected.items()} == {
+        f"val/{k}": v["num_images"] for k, v in trainer._validation_metrics().items()
+    }
+    best = min(events.Scalars("val/FID_B"), key=lambda e: e.value)
+    assert load_ckpt(run_dir / "checkpoints" / "best.pt")["best"]["value"] == pytest.approx(best.value, rel=1e-5)
+
+
+@pytest.mark.parametrize("asked", [["metrics.fid=true"], ["metrics.fid=auto", "metrics.inception_weights=missing.pth"]])
+def test_validation_fid_without_weights_stops_before_training(asked, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    write_image_data(tmp_path, "train", 2, 2, 2)
+    write_image_data(tmp_path, "val", 2, 2, 2)
+    with pytest.raises(ConfigError, match="metrics.fid=false"):
+        train(tmp_path / "run", [*TINY_PIX2PIX, f"data.root={tmp_path / 'pairs'}", "logger=none", *asked])
+    assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
+
+
+def test_inception_fid_is_refused_for_the_cgan(tmp_path):
+    with pytest.raises(ConfigError, match="metrics.fid=true.*fid_mnist_classifier"):
+        train(tmp_path / "run", [*TINY, "metrics.fid=true"])

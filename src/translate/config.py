@@ -164,6 +164,16 @@ class PathsConfig:
 
 
 @dataclass
+class ValMetricsConfig:
+    """Training's FID/KID on the validation split (the keys mean what they mean in test.yaml)."""
+
+    # auto | true | false; Any because it is a bool or the string auto.
+    fid: Any = False
+    inception_weights: Optional[str] = None
+    kid_subset_size: int = 1000
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     name: Optional[str] = None
@@ -174,6 +184,7 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    metrics: ValMetricsConfig = field(default_factory=ValMetricsConfig)
 
 
 def _apply(schema: type, node: Any, where: str) -> DictConfig:
@@ -212,6 +223,11 @@ def validate(cfg: DictConfig, testing: bool = False) -> DictConfig:
         raise ConfigError(
             f"data={cfg.data.get('name')} is {cfg.data.kind} data, but model={cfg.model.name} needs "
             f"{' or '.join(kinds)} data (see conf/data/)"
+        )
+    if not testing and cfg.get("metrics", {}).get("fid") is True and model_cls.task != "translate":
+        raise ConfigError(
+            f"metrics.fid=true: Inception FID/KID apply to pix2pix and CycleGAN, not model={cfg.model.name} "
+            "(the cGAN's validation reports fid_mnist_classifier); remove metrics.fid"
         )
     rest = {k: v for k, v in cfg.items() if k not in ("model", "data")}
     typed = _apply(TrainConfig, rest, "")

@@ -179,7 +179,7 @@ class Trainer:
         self.skipped_nonfinite = 0
         self.visual_batch = self._visual_batch()
         self.validation = (
-            self.model.validation(cfg.data, tr.batch_size, tr.val_max_images, cfg.seed) if tr.val_every_n_epochs else None
+            self.model.validation(cfg.data, tr.batch_size, tr.val_max_images, cfg.seed, cfg.metrics) if tr.val_every_n_epochs else None
         )
         self.best: Optional[Dict[str, Any]] = None
         #: The last value of every logged training scalar and validation metric, for the HPARAMS table.

@@ -29,16 +29,16 @@ def evaluate(
     on_batch: Optional[BatchCallback] = None,
     progress: bool = True,
 ) -> Dict[str, Dict[str, float]]:
-    """Translate the first ``limit`` inputs (all when None) of ``datasets`` in order, deterministically.
+    """Translate the first ``limit`` inputs (all when None) of each of ``datasets`` in order,
+    deterministically: each dataset is one direction (CycleGAN's testA and testB), and both get scored.
 
     Returns ``{metric: {"mean": float, "num_images": int}}`` over every image; ``on_batch(batch,
     visuals)`` sees each batch (on the CPU side: paths, etc.) with its visuals.
     """
     sums: Dict[str, float] = {}
     counts: Dict[str, int] = {}
-    remaining = limit
     for dataset in datasets:
-        n = len(dataset) if remaining is None else min(len(dataset), remaining)
+        n = len(dataset) if limit is None else min(len(dataset), limit)
         for batch in tqdm(DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress):
             visuals = model.translate(move_to(batch, device, False))
             for key, values in model.test_metrics(visuals).items():
@@ -46,6 +46,4 @@ def evaluate(
                 counts[key] = counts.get(key, 0) + values.numel()
             if on_batch is not None:
                 on_batch(batch, visuals)
-        if remaining is not None:
-            remaining -= n
     return {key: {"mean": sums[key] / counts[key], "num_images": counts[key]} for key in sums}

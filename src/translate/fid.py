@@ -151,18 +151,30 @@ class DistributionMetrics:
         return out
 
 
-def distribution_metrics(cfg: Any, device: torch.device) -> Optional[DistributionMetrics]:
-    """FID/KID as translate-test's ``metrics`` section asks: ``cfg.fid`` false: None; true, or a
+def check_fid(cfg: Any) -> Optional[InceptionLookup]:
+    """Decide FID/KID from a ``metrics`` section before any work: ``cfg.fid`` false: None; true, or a
     ``cfg.inception_weights`` file named: stop at once (ConfigError) when torch-fidelity or the weights are
-    missing; auto: warn at once and again at the end, and leave FID/KID out."""
+    missing; auto: warn at once when they are missing. Returns the lookup (its ``problem`` set when FID/KID
+    will be left out)."""
     if cfg.fid not in (True, False, "auto"):
         raise ConfigError(f"metrics.fid={cfg.fid!r} is not known; use auto, true or false")
     if cfg.fid is False:
         return None
     lookup = find_inception(cfg.inception_weights)
     if lookup.problem is None:
-        return DistributionMetrics(inception_extractor(lookup.path, device), int(cfg.kid_subset_size))
+        return lookup
     if cfg.fid is True or cfg.inception_weights is not None:
-        raise ConfigError(f"FID/KID: {lookup.problem} (metrics.fid=false tests without them)")
+        raise ConfigError(f"FID/KID: {lookup.problem} (metrics.fid=false runs without them)")
     log.warning("FID/KID will not be computed: %s (metrics.fid=false silences this)", lookup.problem)
-    return DistributionMetrics(None, problem=lookup.problem)
+    return lookup
+
+
+def distribution_metrics(cfg: Any, device: torch.device) -> Optional[DistributionMetrics]:
+    """FID/KID as a ``metrics`` section asks (see :func:`check_fid`): None when off, else a collector
+    (one that only repeats the problem at the end when the weights are missing)."""
+    lookup = check_fid(cfg)
+    if lookup is None:
+        return None
+    if lookup.path is None:
+        return DistributionMetrics(None, problem=lookup.problem)
+    return DistributionMetrics(inception_extractor(lookup.path, device), int(cfg.kid_subset_size))

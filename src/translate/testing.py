@@ -156,7 +156,7 @@ def write_translations(
     device: torch.device,
     distributions: Optional[DistributionMetrics] = None,
 ) -> None:
-    """Translate every input of ``datasets`` (``num_test`` caps the total) in batches; write the images,
+    """Translate every input of ``datasets`` (``num_test`` caps each) in batches; write the images,
     index.html and metrics.json (with FID/KID when ``distributions`` is given)."""
     rows: List[tuple[str, Dict[str, str]]] = []
     used: set[str] = set()

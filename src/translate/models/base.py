@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from translate.config import ModelConfig
 from translate.data import build_dataset, first_split
 from translate.evaluation import evaluate
+from translate import fid
 
 
 Validation = Callable[["GANModel", torch.device, bool], Dict[str, Dict[str, float]]]
@@ -100,15 +101,35 @@ class GANModel(nn.Module):
         """The datasets ``translate-test`` runs through :meth:`translate`."""
         return [build_dataset(data, split, train=False)]
 
-    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int) -> Optional[Validation]:
+    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any) -> Optional[Validation]:
         """How the engine validates this model every ``trainer.val_every_n_epochs``, or None: a callable
-        ``(model, device, probe) -> {metric: {"mean", "num_images"}}`` (``probe``: on one input, just to
-        learn the metrics' names). Image-to-image models: their test metrics on the ``val`` split."""
+        ``(model, device, probe) -> {metric: {"mean", "num_images"}}`` (``probe``: on a couple of inputs,
+        just to learn the metrics' names). Image-to-image models: their test metrics on the ``val`` split,
+        and FID/KID when the ``metrics`` section turns them on (see :func:`fid.check_fid`)."""
         found = first_split(data, ("val",)) if self.task == "translate" else None
         if found is None:
             return None
         datasets = self.test_datasets(data, found[0])
-        return lambda model, device, probe: evaluate(model, datasets, batch_size, device, 1 if probe else max_images, progress=False)
+        lookup = fid.check_fid(metrics)
+        inception: List[fid.FeatureExtractor] = []
+
+        def validate(model: "GANModel", device: torch.device, probe: bool) -> Dict[str, Dict[str, float]]:
+            distributions = None
+            if lookup is not None and lookup.path is not None:
+                if not inception:  # built at the first validation, on the training device, then kept
+                    inception.append(fid.inception_extractor(lookup.path, device))
+                distributions = fid.DistributionMetrics(inception[0], int(metrics.kid_subset_size))
+            # A probe needs two inputs per direction: FID and KID are not defined on one image.
+            scores = evaluate(
+                model, datasets, batch_size, device, 2 if probe else max_images,
+                on_batch=None if distributions is None else lambda batch, visuals: distributions.update(visuals),
+                progress=False,
+            )
+            if distributions is not None:
+                scores.update(distributions.compute())
+            return scores
+
+        return validate
 
     def extra_state(self) -> Dict[str, Any]:
         return {}

@@ -69,8 +69,9 @@ class CGAN(GANModel):
         fixed = torch.randn(cfg.num_classes, cfg.z_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_z", fixed, persistent=False)
 
-    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int) -> Optional[Validation]:
-        """Scores of digits generated from fixed noise, judged by the shipped MNIST classifier."""
+    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any) -> Optional[Validation]:
+        """Scores of digits generated from fixed noise, judged by the shipped MNIST classifier (whose
+        features give ``fid_mnist_classifier``; Inception FID does not apply to 32 x 32 digits)."""
         from translate.cgan_metrics import GeneratorValidation  # loads the classifier's code only when used
 
         return GeneratorValidation(data, max_images, seed)
