@@ -162,6 +162,12 @@ def test_test_honours_checkpoint(compose_config, tested, cli_run):
     assert (out / "grid.png").read_bytes() != (tested / "grid.png").read_bytes()
 
 
+def test_test_accepts_the_model_of_the_run_named_again(compose_config, tested, cli_run, tmp_path):
+    # Users type the train command's model= out of habit; model=cgan also picks a trainer, which must compose.
+    out = run_test(_test_cfg(compose_config, f"run={cli_run}", "model=cgan", f"output_dir={tmp_path / 'again'}"))
+    assert (out / "grid.png").read_bytes() == (tested / "grid.png").read_bytes()
+
+
 @pytest.mark.parametrize("overrides, named", [((), "run="), (("run=no/such/run",), "no/such/run")])
 def test_test_without_a_trained_run_is_a_clear_error(compose_config, tmp_path, monkeypatch, overrides, named):
     monkeypatch.chdir(tmp_path)

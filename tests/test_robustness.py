@@ -249,6 +249,15 @@ def test_skip_nonfinite_skips_up_to_n_steps_then_stops(tmp_path, monkeypatch, ca
         fit(tmp_path / "stop", *CGAN, "trainer.max_steps=4", "trainer.skip_nonfinite=1")
 
 
+def test_the_skip_budget_spans_a_resume(tmp_path, monkeypatch):
+    poison(monkeypatch, {2})
+    fit(tmp_path / "run", *CGAN, "trainer.max_steps=3", "trainer.skip_nonfinite=1")
+    assert load_ckpt(tmp_path / "run" / "checkpoints" / "latest.pt")["skipped_nonfinite"] == 1
+    poison(monkeypatch, {1})  # the first step after the resume: step 4
+    with pytest.raises(TrainingError, match="non-finite loss at step 4"):
+        fit(tmp_path / "run", *CGAN, "trainer.max_steps=5", "trainer.skip_nonfinite=1", f"resume={tmp_path / 'run'}")
+
+
 def test_a_skipped_step_leaves_no_nonfinite_state_behind(tmp_path, monkeypatch):
     """The batch-norm statistics a non-finite forward pass updated are part of the skipped step."""
     poison(monkeypatch, {2})
@@ -366,7 +375,8 @@ def test_image_smaller_than_the_crop_is_named_or_skipped(tmp_path, cli):
 
 def test_batch_larger_than_the_dataset(cli):
     code, err = cli(*COMMON, *CGAN, "trainer.batch_size=13", "hydra.run.dir=run")
-    assert_one_line_error(code, err, "trainer.batch_size=13 is larger than the dataset (12 images", "trainer.batch_size<=12")
+    assert_one_line_error(code, err, "trainer.batch_size=13 is larger than the dataset (12 images in the bundled mnist_subset)",
+                          "trainer.batch_size<=12")
 
 
 def test_unknown_dataset_name_lists_the_choices(cli, tmp_path):
@@ -399,11 +409,12 @@ def test_image_size_the_unet_cannot_take(cli, tmp_path, sizes, needles):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_resume_from_another_model_is_refused_and_the_run_still_resumes(cli, pix2pix_run, tmp_path):
+@pytest.mark.parametrize("with_data", [False, True], ids=["model", "model+data"])
+def test_resume_from_another_model_is_refused_and_the_run_still_resumes(cli, pix2pix_run, tmp_path, with_data):
     run = Path(shutil.copytree(pix2pix_run, tmp_path / "run"))
-    cyclegan_data = unaligned_folder(tmp_path / "unaligned")
-    code, err = cli(f"resume={run}", "model=cyclegan", "data=unaligned", f"data.root={cyclegan_data}")
-    assert_one_line_error(code, err, f"resume={run} holds a 'pix2pix' model but this run is model=cyclegan", "model=pix2pix")
+    data = ["data=unaligned", f"data.root={unaligned_folder(tmp_path / 'unaligned')}"] if with_data else []
+    code, err = cli(f"resume={run}", "model=cyclegan", *data)
+    assert_one_line_error(code, err, f"resume={run} is a model=pix2pix run", "drop model=cyclegan")
     # the failed attempt must not have changed how the run resumes
     code, err = cli(f"resume={run}", "trainer.max_steps=3")
     assert code == 0, err[-3000:]

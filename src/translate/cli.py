@@ -46,6 +46,13 @@ def _resume_argv(args: List[str]) -> List[str]:
     if saved is None:
         return args
     run_dir = saved.parent.parent
+    asked = next((a.split("=", 1)[1] for a in args if a.startswith("model=")), None)
+    ran = OmegaConf.load(run_dir / "config.yaml").model.name if (run_dir / "config.yaml").is_file() else None
+    if asked is not None and ran is not None and asked != ran:
+        _fail("translate-train", ValueError(
+            f"resume={run_dir} is a model={ran} run; a resumed run keeps its model: drop model={asked} "
+            "(or start a new run without resume=)"
+        ))
     previous = [o for o in OmegaConf.load(saved) if not o.startswith(("resume=", "hydra.run.dir="))]
     return [*previous, *args, f"hydra.run.dir={run_dir}"]
 

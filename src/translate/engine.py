@@ -130,7 +130,8 @@ class Trainer:
         if len(self.dataset) < tr.batch_size:
             raise TrainingError(
                 f"trainer.batch_size={tr.batch_size} is larger than the dataset ({len(self.dataset)} images in "
-                f"{cfg.data.root}); use trainer.batch_size<={len(self.dataset)}"
+                f"{'the bundled ' + cfg.data.name if cfg.data.get('bundled') else cfg.data.root}); "
+                f"use trainer.batch_size<={len(self.dataset)}"
             )
         self.sampler = EpochSampler(len(self.dataset), cfg.seed, shuffle=not cfg.data.get("serial_batches", False))
         workers = int(cfg.data.num_workers)
@@ -223,6 +224,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "skipped_nonfinite": self.skipped_nonfinite,
             "best": self.best,
             "rng": capture_rng(),
             "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
@@ -266,6 +268,8 @@ class Trainer:
         self.model.load_extra_state(state["extra"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best = state.get("best")
+        # trainer.skip_nonfinite is a budget for the whole run, not for each resumed part of it.
+        self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
         restore_rng(state["rng"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1, self.batch_in_epoch)
 
