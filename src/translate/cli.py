@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -60,13 +61,15 @@ def _resume_argv(args: List[str]) -> List[str]:
 def _train_task(cfg: DictConfig) -> None:
     # Imported here so that --help, --cfg and Hydra's own errors answer without loading torch.
     from translate.config import validate
+    from translate.distributed import is_main
     from translate.engine import Trainer
     from translate.errors import USER_ERRORS
 
     try:
         typed = validate(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        OmegaConf.save(typed, run_dir / "config.yaml")
+        if is_main():
+            OmegaConf.save(typed, run_dir / "config.yaml")
         Trainer(typed, run_dir).fit()
     except USER_ERRORS as err:
         _fail("translate-train", err)
@@ -87,8 +90,17 @@ _train_main = hydra.main(config_path=config_dir(), config_name="train", version_
 _test_main = hydra.main(config_path=config_dir(), config_name="test", version_base="1.3")(_test_task)
 
 
-def train() -> None:
-    args = sys.argv[1:]
+def _distributed_argv(args: List[str]) -> List[str]:
+    """Under torchrun: every process composes the same run directory (Hydra's ``now`` resolver gives
+    rank 0's start time everywhere); only rank 0 writes Hydra's files and log."""
+    from translate import distributed
+
+    start = distributed.shared_start_time()
+    OmegaConf.register_new_resolver("now", lambda pattern: start.strftime(pattern), use_cache=True, replace=True)
+    return args if distributed.is_main() else [*args, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
+def _train(args: List[str]) -> None:
     saved = _saved_overrides(args)
     before = saved.read_bytes() if saved is not None else None
     sys.argv = [sys.argv[0], *_resume_argv(args)]
@@ -99,6 +111,16 @@ def train() -> None:
         if exit_.code and saved is not None:
             saved.write_bytes(before)
         raise
+
+
+def train() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        _train(sys.argv[1:])
+        return
+    from translate import distributed  # torch is loaded only when torchrun started several processes
+
+    with distributed.process_group():
+        _train(_distributed_argv(sys.argv[1:]))
 
 
 def test() -> None:

@@ -24,6 +24,7 @@ from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, 
 from translate.config import ConfigError
 from translate.data import build_dataset, first_split, prepare_data
 from translate.data.sampling import EpochSampler
+from translate import distributed
 from translate.devices import move_to, resolve_device
 from translate.metrics import higher_is_better
 from translate.models import build_model
@@ -95,12 +96,14 @@ class _EngineOptimization(Optimization):
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         # A non-finite loss would poison the weights and Adam's moments: leave this update out and report it.
-        if not bool(torch.isfinite(loss.detach())):
+        # Over several processes they all leave it out when any one must, so the copies stay the same.
+        if not distributed.all_agree(bool(torch.isfinite(loss.detach())), loss.device):
             self.nonfinite.append(name)
             return
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
         if self.track_norms:
             self.scaler.unscale_(optimizer)
             for net_name in self.model.optimizer_groups[name]:
@@ -118,7 +121,11 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.device = resolve_device(cfg.device.accelerator)
+        distributed.init_from_env()
+        self.rank, self.world = distributed.rank_and_world()
+        self.device = distributed.local_device(resolve_device(cfg.device.accelerator))
+        if self.rank != 0:  # one log is enough; warnings still come from every process
+            logging.getLogger("translate").setLevel(logging.WARNING)
         self.channels_last = bool(cfg.device.channels_last) and self.device.type != "mps"
         self._stop_signal: Optional[int] = None
 
@@ -127,13 +134,16 @@ class Trainer:
         seed_everything(cfg.seed, cfg.device.deterministic)
         prepare_data(cfg.data)
         self.dataset = build_dataset(cfg.data, "train", train=True)
-        if len(self.dataset) < tr.batch_size:
+        self.sampler = EpochSampler(
+            len(self.dataset), cfg.seed, shuffle=not cfg.data.get("serial_batches", False), rank=self.rank, world=self.world
+        )
+        if self.sampler.per_process < tr.batch_size:
+            share = f", {self.sampler.per_process} for each of {self.world} processes" if self.world > 1 else ""
             raise TrainingError(
                 f"trainer.batch_size={tr.batch_size} is larger than the dataset ({len(self.dataset)} images in "
-                f"{'the bundled ' + cfg.data.name if cfg.data.get('bundled') else cfg.data.root}); "
-                f"use trainer.batch_size<={len(self.dataset)}"
+                f"{'the bundled ' + cfg.data.name if cfg.data.get('bundled') else cfg.data.root}{share}); "
+                f"use trainer.batch_size<={self.sampler.per_process}"
             )
-        self.sampler = EpochSampler(len(self.dataset), cfg.seed, shuffle=not cfg.data.get("serial_batches", False))
         workers = int(cfg.data.num_workers)
         self.loader = DataLoader(
             self.dataset,
@@ -146,12 +156,13 @@ class Trainer:
             # iterator part-way through an epoch (resume) leaves the training randomness untouched.
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        self.steps_per_epoch = math.ceil(len(self.dataset) / tr.batch_size)
+        self.steps_per_epoch = math.ceil(self.sampler.per_process / tr.batch_size)
         self.total_epochs = tr.n_epochs + tr.n_epochs_decay
         total = self.total_epochs * self.steps_per_epoch
         self.total_steps = min(total, tr.max_steps) if tr.max_steps is not None else total
 
         self.model = build_model(cfg.model, self.dataset.info).to(self.device)
+        distributed.broadcast_module(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         optim = cfg.model.optim
@@ -225,12 +236,15 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "skipped_nonfinite": self.skipped_nonfinite,
+            "world_size": self.world,
             "best": self.best,
             "rng": capture_rng(),
             "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
         }
 
     def save(self, *names: str) -> Path:
+        if self.rank != 0:  # the processes hold the same weights; one writes them
+            return self.ckpt_dir / names[0]
         state = self._state()
         for name in names:
             save_checkpoint(state, self.ckpt_dir / name)
@@ -268,6 +282,12 @@ class Trainer:
         self.model.load_extra_state(state["extra"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best = state.get("best")
+        if state.get("world_size", 1) != self.world:
+            log.warning(
+                "resume=%s trained on %d process(es) and resumes on %d: the batch in all becomes %d, and the rest "
+                "of epoch %d may repeat or leave out a few images",
+                path, state.get("world_size", 1), self.world, self.cfg.trainer.batch_size * self.world, self.epoch + 1,
+            )
         # trainer.skip_nonfinite is a budget for the whole run, not for each resumed part of it.
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
         restore_rng(state["rng"])
@@ -276,7 +296,7 @@ class Trainer:
     # -- logging -----------------------------------------------------------------------------------
 
     def _open_writer(self) -> Any:
-        if not self.cfg.logger.enabled:
+        if not self.cfg.logger.enabled or self.rank != 0:
             return None
         from torch.utils.tensorboard import SummaryWriter
 
@@ -294,6 +314,8 @@ class Trainer:
             writer.add_scalar(f"train/lr/{name}", opt.param_groups[0]["lr"], self.step)
 
     def _log_images(self, writer: Any, png_name: Optional[str] = None) -> None:
+        if self.rank != 0:
+            return
         self.model.eval()
         grid = rows_to_grid(self.model.visuals(self.visual_batch))
         self.model.train()
@@ -348,6 +370,12 @@ class Trainer:
     def _request_stop(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
 
+    def _stopping(self) -> bool:
+        """A signal reached this process or, when distributed, another one: all stop after the same step."""
+        if distributed.any_process(self._stop_signal is not None, self.device) and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return self._stop_signal is not None
+
     def _end_epoch(self) -> None:
         for sched in self.schedulers.values():
             sched.step()
@@ -355,7 +383,7 @@ class Trainer:
         self.batch_in_epoch = 0
         # Validation comes before the checkpoints, so that latest.pt holds the best value so far and a
         # resumed run compares against it.
-        if self.validation is not None and self.epoch % self.cfg.trainer.val_every_n_epochs == 0:
+        if self.validation is not None and self.epoch % self.cfg.trainer.val_every_n_epochs == 0 and self.rank == 0:
             self._validate()
         names = ["latest.pt"]
         if self.epoch % self.cfg.trainer.save_every_n_epochs == 0:
@@ -416,19 +444,26 @@ class Trainer:
         if self.cfg.resume:
             self._resume(self.cfg.resume)
         tr = self.cfg.trainer
+        if self.world > 1:
+            log.info(
+                "training on %d processes: batch %d each, %d in all; %d steps per epoch",
+                self.world, tr.batch_size, tr.batch_size * self.world, self.steps_per_epoch,
+            )
+            # Each process draws its own noise and dropout (its data is its own share of each epoch).
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + self.step)
         self._writer = self._open_writer()
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not tr.progress_bar, dynamic_ncols=True, desc="train")
+        self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not tr.progress_bar or self.rank != 0, dynamic_ncols=True, desc="train")
         self.model.train()
         started, first_step = time.perf_counter(), self.step
         try:
             if self.step == 0:
                 self._log_images(self._writer)
-            while self.step < self.total_steps and self.epoch < self.total_epochs and self._stop_signal is None:
+            while self.step < self.total_steps and self.epoch < self.total_epochs and not self._stopping():
                 self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * tr.batch_size)
                 for batch in self.loader:
                     self._train_step(batch)
-                    if self.step >= self.total_steps or self._stop_signal is not None:
+                    if self.step >= self.total_steps or self._stopping():
                         break
                 if self.batch_in_epoch == self.steps_per_epoch:
                     self._end_epoch()
@@ -442,11 +477,13 @@ class Trainer:
                 signal.signal(s, handler)
             if self._writer is not None:
                 self._writer.close()
+        distributed.barrier()  # every process returns once rank 0 has written the last checkpoint
         elapsed = time.perf_counter() - started
         log.info("%d steps in %.1f s (%.1f steps/s)", self.step - first_step, elapsed, (self.step - first_step) / max(elapsed, 1e-9))
-        if self._stop_signal is not None:
+        if self._stop_signal is not None and self.rank == 0:
             log.warning(
-                "stopped by signal %d at step %d; checkpoint saved. Continue with: translate-train resume=%s",
-                self._stop_signal, self.step, self.run_dir,
+                "stopped by signal %d at step %d; checkpoint saved. Continue with: %stranslate-train resume=%s",
+                self._stop_signal, self.step,
+                f"torchrun --nproc_per_node={self.world} --no-python " if self.world > 1 else "", self.run_dir,
             )
         return self.ckpt_dir / "latest.pt"

@@ -23,17 +23,29 @@ def sample_rng(key: SampleKey) -> Tuple[int, torch.Generator]:
 
 
 class EpochSampler(Sampler[Tuple[int, int]]):
-    """Yields ``(index, seed)`` for one epoch, optionally starting part-way through it."""
+    """Yields ``(index, seed)`` for one epoch, optionally starting part-way through it.
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True) -> None:
+    Over ``world`` processes, process ``rank`` takes every ``world``-th key of the epoch from position
+    ``rank`` on, and each takes ``length // world`` of them (the last few keys of an epoch are dropped so
+    that all take the same number of steps): batch ``b`` of every process together is batch ``b`` of
+    one process with ``world`` times the batch size."""
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
         self.length = length
         self.seed = seed
         self.shuffle = shuffle
+        self.rank = rank
+        self.world = world
         self.epoch = 0
         self.start = 0
 
+    @property
+    def per_process(self) -> int:
+        """The keys each process draws in a whole epoch."""
+        return self.length // self.world
+
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch to draw and the number of its samples already consumed."""
+        """Select the epoch to draw and the number of its samples this process already consumed."""
         self.epoch = epoch
         self.start = start
 
@@ -41,8 +53,9 @@ class EpochSampler(Sampler[Tuple[int, int]]):
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.length, generator=gen) if self.shuffle else torch.arange(self.length)
         seeds = torch.randint(0, 2**62, (self.length,), generator=gen)
-        for i in range(self.start, self.length):
+        for j in range(self.start, self.per_process):
+            i = j * self.world + self.rank
             yield int(order[i]), int(seeds[i])
 
     def __len__(self) -> int:
-        return self.length - self.start
+        return self.per_process - self.start

@@ -1,0 +1,72 @@
+"""Data-parallel training under torchrun, on the CPU (gloo): two processes with batch b train exactly as one
+process with batch 2b, into one run directory that only rank 0 writes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from _models_helpers import write_pairs
+from helpers import BIN, cli_env, load_ckpt, run_cli
+
+from translate.data.sampling import EpochSampler
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
+
+#: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
+#: averaging the gradients of two half batches is exactly the gradient of the whole batch.
+PIX2PIX = [
+    "model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "data.flip=false", "data.num_workers=0",
+    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4", "model.generator.norm=none",
+    "model.generator.dropout=false", "model.discriminator.ndf=4", "model.discriminator.norm=none", "device=cpu",
+    "trainer.progress_bar=false", "trainer.lr_policy=constant", "trainer.max_steps=4", "trainer.val_every_n_epochs=null",
+]
+
+
+def test_process_shares_together_are_the_batches_of_one_process():
+    one = EpochSampler(10, seed=3)
+    shares = [EpochSampler(10, seed=3, rank=r, world=2) for r in range(2)]
+    for sampler in (one, *shares):
+        sampler.set_epoch(4)
+    keys = list(one)
+    mine = [list(s) for s in shares]
+    assert [len(m) for m in mine] == [5, 5]
+    # batch b of size 2 in each process == batch b of size 4 in one process
+    for b in range(2):
+        assert set(mine[0][2 * b: 2 * b + 2] + mine[1][2 * b: 2 * b + 2]) == set(keys[4 * b: 4 * b + 4])
+    # resuming part-way through the epoch continues each share where it stopped
+    shares[1].set_epoch(4, start=2)
+    assert list(shares[1]) == mine[1][2:]
+    # an odd sample is dropped so both take the same number of steps
+    assert len(EpochSampler(11, seed=0, rank=1, world=2)) == 5
+
+
+def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
+    data = tmp_path / "pairs"
+    write_pairs(data, "train", 8, 32, seed=0)
+    one = run_cli("translate-train", *PIX2PIX, f"data.root={data}", "trainer.batch_size=4", "logger=none",
+                  "hydra.run.dir=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
+         *PIX2PIX, f"data.root={data}", "trainer.batch_size=2", "paths.output_dir=outputs"],
+        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+
+    # One run directory (the processes agreed on its timestamp), written by rank 0 alone.
+    runs = list((tmp_path / "outputs" / "pix2pix" / "aligned").iterdir())
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert (run / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+    assert (run / "train.log").read_text().count("training on 2 processes") == 1
+
+    a, b = load_ckpt(tmp_path / "one" / "checkpoints" / "latest.pt"), load_ckpt(run / "checkpoints" / "latest.pt")
+    assert a["step"] == b["step"] == 4 and a["epoch"] == b["epoch"] == 2
+    for net, weights in a["networks"].items():
+        for key, value in weights.items():
+            # Each step moves a weight by about lr = 2e-4: a process training on its half alone would be far off.
+            torch.testing.assert_close(b["networks"][net][key], value, atol=1e-5, rtol=0, msg=f"{net}.{key}")
