@@ -111,6 +111,8 @@ def write_onnx(
         # no dependency beyond onnx (the dynamo exporter needs onnxscript and pins U-Net sides).
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # Its deprecation notice is about the choice made above, not something a user can act on.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
                 net, example, tmp, input_names=names, output_names=["output"],
                 dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
