@@ -372,9 +372,9 @@ def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypa
 
 @needs_fidelity
 @pytest.mark.parametrize("model, data, expected", [
-    ("pix2pix", "pairs", {"val/L1": 5, "val/PSNR": 5, "val/SSIM": 5, "val/FID_B": 5, "val/KID_B": 5}),
-    ("cyclegan", "folders", {"val/cycle_L1_A": 4, "val/cycle_L1_B": 5, "val/FID_A": 5, "val/KID_A": 5,
-                             "val/FID_B": 4, "val/KID_B": 4}),
+    ("pix2pix", "pairs", {"val/L1": 3, "val/PSNR": 3, "val/SSIM": 3, "val/FID_B": 3, "val/KID_B": 3}),
+    ("cyclegan", "folders", {"val/cycle_L1_A": 3, "val/cycle_L1_B": 3, "val/FID_A": 3, "val/KID_A": 3,
+                             "val/FID_B": 3, "val/KID_B": 3}),
 ])
 def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, expected, monkeypatch, tmp_path):
     write_image_data(tmp_path, "train", 2, 2, 2)
@@ -385,11 +385,12 @@ def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, exp
     run_dir = tmp_path / "run"
     overrides = TINY_PIX2PIX if model == "pix2pix" else TINY_CYCLEGAN
     trainer = train(run_dir, [*overrides, f"data.root={tmp_path / data}", "logger=tensorboard", "trainer.n_epochs=2",
-                              "trainer.n_epochs_decay=0", "trainer.val_every_n_epochs=1", "metrics.fid=true",
+                              "trainer.n_epochs_decay=0", "trainer.val_every_n_epochs=1", "trainer.val_max_images=3",
+                              "metrics.fid=true",
                               f"metrics.inception_weights={weights}", "trainer.best_metric=val/FID_B"])
     events = read_events(run_dir / "tb")
     assert {tag: len(events.Scalars(tag)) for tag in expected} == {tag: 2 for tag in expected}  # one per epoch
-    # Every direction is validated on its own images (val_max_images caps each, not their sum).
+    # val_max_images caps each direction (5 val pairs; 4 valA and 5 valB images), not their sum.
     assert {tag: n for tag, n in expected.items()} == {
         f"val/{k}": v["num_images"] for k, v in trainer._validation_metrics().items()
     }
