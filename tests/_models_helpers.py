@@ -62,6 +62,31 @@ def write_folder(
     return images
 
 
+#: Tiny pix2pix (32 px pairs) and CycleGAN (16 px folders) settings, without their data.root.
+TINY_IMAGES = ["model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1"]
+TINY_PIX2PIX = ["model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet",
+                "model.generator.num_downs=5", *TINY_IMAGES]
+TINY_CYCLEGAN = ["model=cyclegan", "data=unaligned", "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
+                 "model.generator.n_blocks=1", "model.pool_size=0", *TINY_IMAGES]
+
+
+#: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
+#: averaging the gradients of two half batches is exactly the gradient of the whole batch.
+EXACT_PIX2PIX = [
+    "model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "data.flip=false", "data.num_workers=0",
+    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4", "model.generator.norm=none",
+    "model.generator.dropout=false", "model.discriminator.ndf=4", "model.discriminator.norm=none",
+    "trainer.progress_bar=false", "trainer.lr_policy=constant", "trainer.max_steps=4", "trainer.val_every_n_epochs=null",
+]
+
+
+def write_image_data(root: Path, split: str, n_pairs: int, n_a: int, n_b: int) -> None:
+    """``root/pairs/<split>/`` (32 px pairs) and ``root/folders/<split>{A,B}/`` (16 px images)."""
+    write_pairs(root / "pairs", split, n_pairs, 32, seed=len(split) + n_pairs)
+    write_folder(root / "folders" / f"{split}A", n_a, 16, seed=len(split) + n_a, prefix=f"{split}A")
+    write_folder(root / "folders" / f"{split}B", n_b, 16, seed=len(split) + n_b + 100, prefix=f"{split}B")
+
+
 def train_config(overrides: Iterable[str]) -> DictConfig:
     """:func:`helpers.train_config` after :data:`CPU`."""
     return helpers.train_config(*CPU, *overrides)

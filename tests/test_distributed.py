@@ -9,22 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from _models_helpers import write_pairs
+from _models_helpers import EXACT_PIX2PIX, write_pairs
 from helpers import BIN, cli_env, load_ckpt, run_cli
 
 from translate.data.sampling import EpochSampler
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
-
-#: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
-#: averaging the gradients of two half batches is exactly the gradient of the whole batch.
-PIX2PIX = [
-    "model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "data.flip=false", "data.num_workers=0",
-    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4", "model.generator.norm=none",
-    "model.generator.dropout=false", "model.discriminator.ndf=4", "model.discriminator.norm=none", "device=cpu",
-    "trainer.progress_bar=false", "trainer.lr_policy=constant", "trainer.max_steps=4", "trainer.val_every_n_epochs=null",
-]
-
 
 def test_process_shares_together_are_the_batches_of_one_process():
     one = EpochSampler(10, seed=3)
@@ -47,12 +37,12 @@ def test_process_shares_together_are_the_batches_of_one_process():
 def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     data = tmp_path / "pairs"
     write_pairs(data, "train", 8, 32, seed=0)
-    one = run_cli("translate-train", *PIX2PIX, f"data.root={data}", "trainer.batch_size=4", "logger=none",
+    one = run_cli("translate-train", *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=4", "logger=none",
                   "hydra.run.dir=one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
-         *PIX2PIX, f"data.root={data}", "trainer.batch_size=2", "paths.output_dir=outputs"],
+         *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=2", "paths.output_dir=outputs"],
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
     )
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]

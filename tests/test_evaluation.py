@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _models_helpers import train, translate_test, write_folder, write_pairs
+from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
 from helpers import TINY, load_ckpt, read_events
 from omegaconf import OmegaConf
 from PIL import Image
@@ -290,21 +290,6 @@ def test_inputs_without_a_fake_counterpart_get_no_fid():
     out = metrics.compute()
     assert set(out) == {"FID_B", "KID_B"}
     assert out["FID_B"]["mean"] == pytest.approx(0.0, abs=1e-6)  # the same images, in another order
-
-
-#: Tiny pix2pix (32 px pairs) and CycleGAN (16 px folders) settings, without their data.root.
-TINY_IMAGES = ["model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1"]
-TINY_PIX2PIX = ["model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet",
-                "model.generator.num_downs=5", *TINY_IMAGES]
-TINY_CYCLEGAN = ["model=cyclegan", "data=unaligned", "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
-                 "model.generator.n_blocks=1", "model.pool_size=0", *TINY_IMAGES]
-
-
-def write_image_data(root: Path, split: str, n_pairs: int, n_a: int, n_b: int) -> None:
-    """``root/pairs/<split>/`` (32 px pairs) and ``root/folders/<split>{A,B}/`` (16 px images)."""
-    write_pairs(root / "pairs", split, n_pairs, 32, seed=len(split) + n_pairs)
-    write_folder(root / "folders" / f"{split}A", n_a, 16, seed=len(split) + n_a, prefix=f"{split}A")
-    write_folder(root / "folders" / f"{split}B", n_b, 16, seed=len(split) + n_b + 100, prefix=f"{split}B")
 
 
 @pytest.fixture(scope="module")
