@@ -3,6 +3,7 @@ process with batch 2b, into one run directory that only rank 0 writes."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from _models_helpers import EXACT_PIX2PIX, write_pairs
 from helpers import BIN, cli_env, load_ckpt, run_cli
 
 from translate.data.sampling import EpochSampler
+
+#: gloo over the loopback interface (lo on Linux, lo0 on macOS): a test machine's hostname may not resolve.
+LOOPBACK = {"GLOO_SOCKET_IFNAME": name for _, name in socket.if_nameindex() if name in ("lo", "lo0")}
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 
@@ -43,7 +47,7 @@ def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     two = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
          *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=2", "paths.output_dir=outputs"],
-        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env={**cli_env(tmp_path), **LOOPBACK}, capture_output=True, text=True, timeout=300,
     )
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
 
