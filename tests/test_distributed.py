@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from _models_helpers import EXACT_PIX2PIX, write_pairs
-from helpers import BIN, cli_env, load_ckpt, run_cli
+from _robust_helpers import run_cli_inprocess
+from helpers import BIN, TINY, cli_env, load_ckpt, read_events, run_cli
 
+from translate import cli
 from translate.data.sampling import EpochSampler
 
 #: gloo over the loopback interface (lo on Linux, lo0 on macOS): a test machine's hostname may not resolve.
@@ -38,15 +41,25 @@ def test_process_shares_together_are_the_batches_of_one_process():
     assert len(EpochSampler(11, seed=0, rank=1, world=2)) == 5
 
 
+def test_the_run_directory_is_named_by_rank_0s_start_time(tmp_path, monkeypatch, capsys):
+    # Hydra re-registers its own `now` when it runs: the shared time must reach the run directory anyway.
+    monkeypatch.setattr(cli, "_shared_start", datetime(2001, 2, 3, 4, 5, 6))
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli_inprocess(monkeypatch, capsys, *TINY, "logger=none", "trainer.progress_bar=false")
+    assert code == 0, err[-3000:]
+    assert (tmp_path / "outputs" / "cgan" / "mnist_subset" / "2001-02-03_04-05-06" / "checkpoints" / "latest.pt").is_file()
+
+
 def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     data = tmp_path / "pairs"
     write_pairs(data, "train", 8, 32, seed=0)
-    one = run_cli("translate-train", *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=4", "logger=none",
-                  "hydra.run.dir=one", cwd=tmp_path)
+    one = run_cli("translate-train", *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=4",
+                  "trainer.log_every_n_steps=2", "hydra.run.dir=one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
-         *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=2", "paths.output_dir=outputs"],
+         *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=2", "trainer.log_every_n_steps=2",
+         "paths.output_dir=outputs"],
         cwd=tmp_path, env={**cli_env(tmp_path), **LOOPBACK}, capture_output=True, text=True, timeout=300,
     )
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
@@ -64,3 +77,9 @@ def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
         for key, value in weights.items():
             # Each step moves a weight by about lr = 2e-4: a process training on its half alone would be far off.
             torch.testing.assert_close(b["networks"][net][key], value, atol=1e-5, rtol=0, msg=f"{net}.{key}")
+
+    # The logged losses are the means over the processes: what the one process saw on the whole batch.
+    ours, theirs = read_events(run / "tb"), read_events(tmp_path / "one" / "tb")
+    for tag in ("train/loss_G/L1", "train/loss_G/gan", "train/loss_D/real", "train/loss_D/fake"):
+        assert [e.step for e in ours.Scalars(tag)] == [2, 4], tag
+        assert [e.value for e in ours.Scalars(tag)] == pytest.approx([e.value for e in theirs.Scalars(tag)], rel=1e-4), tag

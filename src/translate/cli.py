@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -90,13 +91,26 @@ _train_main = hydra.main(config_path=config_dir(), config_name="train", version_
 _test_main = hydra.main(config_path=config_dir(), config_name="test", version_base="1.3")(_test_task)
 
 
+#: Rank 0's start time under torchrun; None for one process (each run takes the time it starts).
+_shared_start: Optional[datetime] = None
+
+
+def _start_time(pattern: str) -> str:
+    """``${start_time:<strftime pattern>}`` in conf/hydra: Hydra's ``now``, except that every process of a
+    torchrun launch gets the same time, so they all compose the same run directory. (Hydra re-registers
+    ``now`` itself when it runs, so it cannot be overridden.)"""
+    return (_shared_start or datetime.now()).strftime(pattern)
+
+
+OmegaConf.register_new_resolver("start_time", _start_time, use_cache=True, replace=True)
+
+
 def _distributed_argv(args: List[str]) -> List[str]:
-    """Under torchrun: every process composes the same run directory (Hydra's ``now`` resolver gives
-    rank 0's start time everywhere); only rank 0 writes Hydra's files and log."""
+    """Under torchrun: every process composes rank 0's run directory; only rank 0 writes Hydra's files and log."""
+    global _shared_start
     from translate import distributed
 
-    start = distributed.shared_start_time()
-    OmegaConf.register_new_resolver("now", lambda pattern: start.strftime(pattern), use_cache=True, replace=True)
+    _shared_start = distributed.shared_start_time()
     return args if distributed.is_main() else [*args, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 

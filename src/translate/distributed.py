@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import datetime
-from typing import Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, Tuple
 
 import torch
 import torch.distributed as dist
@@ -95,6 +95,20 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     flat /= world
     for p, grad in zip(params, torch.split(flat, [p.numel() for p in params])):
         p.grad.copy_(grad.view_as(p.grad))
+
+
+def mean_scalars(values: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Scalar tensors (a step's losses) averaged over the processes, as floats, in one collective call:
+    what one process with the whole batch would have logged."""
+    keys = list(values)
+    if not keys:
+        return {}
+    stacked = torch.stack([values[k].detach().float() for k in keys])
+    _, world = rank_and_world()
+    if world > 1:
+        dist.all_reduce(stacked)
+        stacked /= world
+    return dict(zip(keys, stacked.tolist()))
 
 
 def all_agree(flag: bool, device: torch.device) -> bool:

@@ -431,7 +431,7 @@ class Trainer:
         self.batch_in_epoch += 1
         self._bar.update(1)
         if self.opt.track_norms:
-            values = {k: v.item() for k, v in losses.items()}
+            values = distributed.mean_scalars(losses)
             self.final_metrics.update({f"train/{k}": v for k, v in values.items()})
             self._log_scalars(self._writer, values)
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")}, refresh=False)
