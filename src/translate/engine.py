@@ -20,11 +20,11 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from translate import distributed
 from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.config import ConfigError
 from translate.data import build_dataset, first_split, prepare_data
 from translate.data.sampling import EpochSampler
-from translate import distributed
 from translate.devices import move_to, resolve_device
 from translate.metrics import higher_is_better
 from translate.models import build_model

@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from translate import fid
 from translate.config import ModelConfig
 from translate.data import build_dataset, first_split
 from translate.evaluation import evaluate
-from translate import fid
 
 
 Validation = Callable[["GANModel", torch.device, bool], Dict[str, Dict[str, float]]]
