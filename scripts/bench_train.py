@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
-from tqdm import tqdm
 
-from translate.cli import config_dir
-from translate.config import validate
-from translate.engine import Trainer
+from translate.cli.app import config_dir
+from translate.cli.validate import validate
+from translate.training.engine import Trainer
 
 
 def make_images(root: Path, model: str, size: int, count: int) -> list[str]:
@@ -64,8 +63,7 @@ def main() -> None:
             cfg = compose("train", overrides=[*data, *args.overrides, "logger=none", f"paths.output_dir={tmp}/out"])
         cfg = validate(cfg)
         trainer = Trainer(cfg, Path(tmp) / "run")
-        trainer._build()
-        trainer._writer, trainer._bar = None, tqdm(disable=True)
+        trainer.build()
         device = trainer.device
         steps, timed, started = 0, 0, 0.0
         while timed < args.steps:
@@ -75,7 +73,7 @@ def main() -> None:
                         torch.cuda.synchronize()
                         torch.cuda.reset_peak_memory_stats()
                     started = time.perf_counter()
-                trainer._train_step(batch)
+                trainer.train_step(batch)
                 steps += 1
                 timed = max(0, steps - args.warmup)
                 if timed >= args.steps:

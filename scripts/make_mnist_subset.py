@@ -40,8 +40,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.GzipFile(args.out, "wb", compresslevel=9, mtime=0) as f:
         f.write(buffer.getvalue())
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
-          + ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items()))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items()))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     run(
-        "translate-train", "model=classifier", "data=mnist", f"data.root={args.root}", "device=cpu",
-        "data.num_workers=0", "trainer.progress_bar=false", "seed=0", f"hydra.run.dir={args.run_dir}",
+        "translate-train",
+        "model=classifier",
+        "data=mnist",
+        f"data.root={args.root}",
+        "device=cpu",
+        "data.num_workers=0",
+        "trainer.progress_bar=false",
+        "seed=0",
+        f"hydra.run.dir={args.run_dir}",
     )
     run("translate-test", f"run={args.run_dir}", "device=cpu")
     accuracy = json.loads((args.run_dir / "test_latest" / "metrics.json").read_text())["accuracy"]

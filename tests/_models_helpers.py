@@ -14,12 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 import helpers
-from translate.checkpoint import load_checkpoint
-from translate.config import validate
-from translate.engine import Trainer
-from translate.models import build_model
-from translate.models.base import GANModel
-from translate.testing import run_test
+from translate.cli.testing import run_test
+from translate.cli.validate import validate
+from translate.models.base import GANModel, build_model
+from translate.training.checkpoints import load_checkpoint
+from translate.training.engine import Trainer
 
 #: Overrides every run here shares: CPU, no worker processes, no progress bar, a constant learning rate.
 CPU = ["device=cpu", "data.num_workers=0", "trainer.progress_bar=false", "trainer.lr_policy=constant"]
@@ -49,9 +48,7 @@ def write_pairs(root: Path, split: str, n: int, size: int, seed: int) -> Dict[st
     return images
 
 
-def write_folder(
-    folder: Path, n: int, size: int, seed: int, prefix: str, invert: bool = False
-) -> Dict[str, np.ndarray]:
+def write_folder(folder: Path, n: int, size: int, seed: int, prefix: str, invert: bool = False) -> Dict[str, np.ndarray]:
     """``folder/<prefix><i>.png``, colour-inverted when ``invert``; returns the images by stem."""
     rng = np.random.default_rng(seed)
     images = {}
@@ -64,19 +61,47 @@ def write_folder(
 
 #: Tiny pix2pix (32 px pairs) and CycleGAN (16 px folders) settings, without their data.root.
 TINY_IMAGES = ["model.generator.ngf=4", "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1"]
-TINY_PIX2PIX = ["model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "model.generator.arch=unet",
-                "model.generator.num_downs=5", *TINY_IMAGES]
-TINY_CYCLEGAN = ["model=cyclegan", "data=unaligned", "data.load_size=16", "data.crop_size=16", "model.generator.arch=resnet",
-                 "model.generator.n_blocks=1", "model.pool_size=0", *TINY_IMAGES]
+TINY_PIX2PIX = [
+    "model=pix2pix",
+    "data=aligned",
+    "data.load_size=32",
+    "data.crop_size=32",
+    "model.generator.arch=unet",
+    "model.generator.num_downs=5",
+    *TINY_IMAGES,
+]
+TINY_CYCLEGAN = [
+    "model=cyclegan",
+    "data=unaligned",
+    "data.load_size=16",
+    "data.crop_size=16",
+    "model.generator.arch=resnet",
+    "model.generator.n_blocks=1",
+    "model.pool_size=0",
+    *TINY_IMAGES,
+]
 
 
 #: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
 #: averaging the gradients of two half batches is exactly the gradient of the whole batch.
 EXACT_PIX2PIX = [
-    "model=pix2pix", "data=aligned", "data.load_size=32", "data.crop_size=32", "data.flip=false", "data.num_workers=0",
-    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4", "model.generator.norm=none",
-    "model.generator.dropout=false", "model.discriminator.ndf=4", "model.discriminator.norm=none",
-    "trainer.progress_bar=false", "trainer.lr_policy=constant", "trainer.max_steps=4", "trainer.val_every_n_epochs=null",
+    "model=pix2pix",
+    "data=aligned",
+    "data.load_size=32",
+    "data.crop_size=32",
+    "data.flip=false",
+    "data.num_workers=0",
+    "model.generator.arch=unet",
+    "model.generator.num_downs=5",
+    "model.generator.ngf=4",
+    "model.generator.norm=none",
+    "model.generator.dropout=false",
+    "model.discriminator.ndf=4",
+    "model.discriminator.norm=none",
+    "trainer.progress_bar=false",
+    "trainer.lr_policy=constant",
+    "trainer.max_steps=4",
+    "trainer.val_every_n_epochs=null",
 ]
 
 

@@ -14,14 +14,18 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import helpers
-from translate import cli
+from translate.cli import train as train_cli
 from translate.data.configs import ImageDataConfig
-from translate.engine import Trainer
+from translate.training.engine import Trainer
 
 #: Settings every test run shares: CPU, no TensorBoard, no progress bar, no validation, reads in the
 #: main process.
 COMMON: List[str] = [
-    "device=cpu", "logger=none", "trainer.progress_bar=false", "trainer.val_every_n_epochs=null", "data.num_workers=0",
+    "device=cpu",
+    "logger=none",
+    "trainer.progress_bar=false",
+    "trainer.val_every_n_epochs=null",
+    "data.num_workers=0",
 ]
 
 #: A constant epoch then linear decay (so the learning rate changes at the first epoch boundary),
@@ -30,18 +34,40 @@ SCHEDULE: List[str] = ["trainer.n_epochs=1", "trainer.n_epochs_decay=4", "traine
 #: Each model with networks of a few thousand parameters; on 12 digits (cGAN) or 3 images or pairs
 #: (``model_overrides``), 3 steps an epoch. The U-Net needs 5 downsamplings at least, hence 32 px.
 CGAN: List[str] = [
-    "model=cgan", "data=mnist_subset", "data.image_size=16", "data.max_dataset_size=12", "trainer.batch_size=4",
-    "model.generator.ngf=4", "model.discriminator.ndf=4", "model.z_dim=8",
+    "model=cgan",
+    "data=mnist_subset",
+    "data.image_size=16",
+    "data.max_dataset_size=12",
+    "trainer.batch_size=4",
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=4",
+    "model.z_dim=8",
 ]
 PIX2PIX: List[str] = [
-    "model=pix2pix", "data=aligned", "data.load_size=36", "data.crop_size=32", "trainer.batch_size=1",
-    "model.generator.arch=unet", "model.generator.num_downs=5", "model.generator.ngf=4",
-    "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1",
+    "model=pix2pix",
+    "data=aligned",
+    "data.load_size=36",
+    "data.crop_size=32",
+    "trainer.batch_size=1",
+    "model.generator.arch=unet",
+    "model.generator.num_downs=5",
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=4",
+    "model.discriminator.arch=n_layers",
+    "model.discriminator.n_layers=1",
 ]
 CYCLEGAN: List[str] = [
-    "model=cyclegan", "data=unaligned", "data.load_size=20", "data.crop_size=16", "trainer.batch_size=1",
-    "model.generator.arch=resnet", "model.generator.n_blocks=1", "model.generator.ngf=4",
-    "model.discriminator.ndf=4", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=1",
+    "model=cyclegan",
+    "data=unaligned",
+    "data.load_size=20",
+    "data.crop_size=16",
+    "trainer.batch_size=1",
+    "model.generator.arch=resnet",
+    "model.generator.n_blocks=1",
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=4",
+    "model.discriminator.arch=n_layers",
+    "model.discriminator.n_layers=1",
     "model.pool_size=2",
 ]
 
@@ -104,7 +130,7 @@ def run_cli_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     capsys.readouterr()
     try:
-        cli.train()
+        train_cli.main()
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
@@ -129,7 +155,9 @@ def start_cli(cwd: Path, *args: str) -> Tuple[subprocess.Popen, Path]:
     with open(output, "w") as sink:
         proc = subprocess.Popen(
             [str(helpers.BIN / "translate-train"), *args],
-            cwd=cwd, env=helpers.cli_env(cwd), stdout=sink, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=helpers.cli_env(cwd),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     return proc, output
-

@@ -14,9 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from translate.cli import config_dir
-from translate.config import validate
-from translate.engine import Trainer
+from translate.cli.app import config_dir
+from translate.cli.validate import validate
+from translate.training.engine import Trainer
 
 IMAGE_SIZE = 16
 #: The cGAN's class grid at IMAGE_SIZE: 10 classes x 10 noise vectors, make_grid's 2-pixel padding around each.
@@ -68,9 +68,7 @@ def cli_env(cwd: Path) -> Dict[str, str]:
 def run_cli(script: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``run_cli("translate-train", *args, cwd=dir)``: run an installed console script to completion from
     ``cwd`` (the tests never run one from the repository), capturing its output as text."""
-    return subprocess.run(
-        [str(BIN / script), *args], cwd=cwd, env=cli_env(cwd), capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(BIN / script), *args], cwd=cwd, env=cli_env(cwd), capture_output=True, text=True, timeout=timeout)
 
 
 def expect_clear_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

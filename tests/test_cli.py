@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from helpers import GRID_SIDE, IMAGE_SIZE, TINY, expect_clear_error, load_ckpt, read_events
-from translate.config import validate
-from translate.errors import USER_ERRORS
-from translate.testing import run_test
+from translate.cli.testing import run_test
+from translate.cli.validate import validate
+from translate.errors import TranslateError
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,10 @@ def test_train_saves_the_composed_config(cli_run):
     saved = OmegaConf.load(cli_run / "config.yaml")
     typed = validate(saved)
     assert (typed.model.name, typed.data.name, typed.model.generator.ngf, typed.trainer.max_steps) == (
-        "cgan", "mnist_subset", 8, 4,
+        "cgan",
+        "mnist_subset",
+        8,
+        4,
     )
 
 
@@ -98,9 +101,7 @@ def test_sweep_gives_each_job_its_own_directory_and_tensorboard(run_cli, tmp_pat
 
 # One bad override per place that catches it: Hydra (a misspelled key; also an unknown group option) and
 # validate (an unknown choice; also a wrong type). test_config.py checks every message in-process.
-@pytest.mark.parametrize(
-    "override, named", [("trainer.batchsize=3", "trainer.batchsize"), ("model.gan_mode=foo", "model.gan_mode")]
-)
+@pytest.mark.parametrize("override, named", [("trainer.batchsize=3", "trainer.batchsize"), ("model.gan_mode=foo", "model.gan_mode")])
 def test_bad_override_is_a_short_clear_error(run_cli, tmp_path, override, named):
     # data=mnist with an empty data folder and no download: the config is checked before any data is read
     proc = run_cli("translate-train", "data=mnist", "data.download=false", override, cwd=tmp_path)
@@ -171,5 +172,5 @@ def test_test_accepts_the_model_of_the_run_named_again(compose_config, tested, c
 @pytest.mark.parametrize("overrides, named", [((), "run="), (("run=no/such/run",), "no/such/run")])
 def test_test_without_a_trained_run_is_a_clear_error(compose_config, tmp_path, monkeypatch, overrides, named):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(USER_ERRORS, match=named):
+    with pytest.raises(TranslateError, match=named):
         run_test(_test_cfg(compose_config, *overrides))

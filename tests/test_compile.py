@@ -7,9 +7,12 @@ import shutil
 
 import pytest
 import torch
+
 from helpers import TINY, load_ckpt, train
 
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile on the CPU needs a C compiler")
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile on the CPU needs a C compiler"
+)
 
 
 def test_compiled_networks_train_and_save_plain_weights(tmp_path, monkeypatch):

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from translate.cli import config_dir
-from translate.config import ConfigError, validate
-from translate.models import MODELS
+from translate.cli.app import config_dir
+from translate.cli.overrides import check_overrides
+from translate.cli.validate import validate
+from translate.errors import ConfigError
+from translate.models import MODELS, model_class
 
 CONF = Path(config_dir())
 # hydra/ configures run directories, not the job; the CLI tests check where runs go.
@@ -24,13 +26,13 @@ NAMED_BY = {"model": "name", "data": "name", "device": "accelerator", "logger": 
 def _pairing(group: str, cfg) -> tuple[list[str], bool]:
     """Overrides that give ``cfg`` a model and data that fit each other, keeping ``group``'s choice, and
     whether the pair is a test-time one (image models also translate a ``single`` folder in translate-test)."""
-    model, kind = MODELS[cfg.model.name], cfg.data.kind
+    model, kind = model_class(cfg.model.name), cfg.data.kind
     if kind in model.data_kinds:
         return [], False
     if group == "model":
         return [f"data={model.data_kinds[0]}"], False
     testing = kind == "single"
-    fits = [name for name, cls in MODELS.items() if (cls.task == "translate" if testing else kind in cls.data_kinds)]
+    fits = [name for name in MODELS if (model_class(name).task == "translate" if testing else kind in model_class(name).data_kinds)]
     assert fits, f"no model trains on data.kind={kind}"
     return [f"model={fits[0]}"], testing
 
@@ -98,10 +100,15 @@ def _one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
         assert needle in message, f"{needle!r} not in {message!r}"
 
 
-def test_misspelled_key_on_the_command_line_is_refused(compose_config):
-    with pytest.raises(ConfigCompositionException) as err:
-        compose_config("train", "trainer.batchsize=3")
-    assert "trainer.batchsize" in str(err.value)
+@pytest.mark.parametrize(
+    "override, nearest",
+    [("trainer.batchsize=3", "trainer.batch_size"), ("model.generator.ngff=8", "model.generator.ngf"), ("model.optim.xyz=1", None)],
+)
+def test_misspelled_key_on_the_command_line_names_the_nearest_real_key(override, nearest):
+    with pytest.raises(ConfigError) as err:
+        check_overrides("train", [override])
+    _one_line(err, override.split("=")[0], "is not a key")
+    assert (f"did you mean {nearest}?" in str(err.value)) if nearest else "did you mean" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -131,20 +138,15 @@ def test_unknown_key_is_refused_by_validate(compose_config, override, key):
         ("device.channels_last=maybe", "device.channels_last", "maybe"),
     ],
 )
-def test_wrong_type_names_key_and_value(compose_config, override, key, value):
+def test_wrong_type_names_key_and_value(override, key, value):
     with pytest.raises(ConfigError) as err:
-        validate(compose_config("train", override))
+        check_overrides("train", [override])
     _one_line(err, key, value)
 
 
 @pytest.mark.parametrize(
     "override, key, valid",
     [
-        ("model.gan_mode=foo", "model.gan_mode", "vanilla"),
-        ("device.accelerator=tpu", "device.accelerator", "cpu"),
-        ("device.amp=fp8", "device.amp", "bf16"),
-        ("trainer.lr_policy=exponential", "trainer.lr_policy", "cosine"),
-        ("model.generator.init_type=uniform", "model.generator.init_type", "xavier"),
         ("model.name=foo", "model.name", "cgan"),
         ("data.kind=foo", "data.kind", "mnist"),
     ],
@@ -155,15 +157,93 @@ def test_unknown_choice_names_key_value_and_the_choices(compose_config, override
     _one_line(err, key, override.split("=")[1], valid)
 
 
-@pytest.mark.parametrize("override, valid", [("device=tpu", "cpu"), ("model=foo", "cgan"), ("data=nope", "mnist")])
-def test_unknown_group_option_lists_the_options(compose_config, override, valid):
-    with pytest.raises(ConfigCompositionException) as err:
-        compose_config("train", override)
-    group, option = override.split("=")
-    assert f"{group}/{option}" in str(err.value) and valid in str(err.value)
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        ("model.gan_mode=foo", "model.gan_mode", "vanilla"),
+        ("device.accelerator=tpu", "device.accelerator", "cpu"),
+        ("device.amp=fp8", "device.amp", "bf16"),
+        ("trainer.lr_policy=exponential", "trainer.lr_policy", "cosine"),
+        ("model.generator.init_type=uniform", "model.generator.init_type", "xavier"),
+    ],
+)
+def test_unknown_enum_value_on_the_command_line_names_key_value_and_the_choices(override, key, valid):
+    with pytest.raises(ConfigError) as err:
+        check_overrides("train", [override])
+    _one_line(err, key, override.split("=")[1], valid)
+
+
+@pytest.mark.parametrize(
+    "override, valid, nearest", [("device=tpu", "cpu", None), ("model=pix2pixx", "cgan", "pix2pix"), ("data=nope", "mnist", None)]
+)
+def test_unknown_group_option_lists_the_options(override, valid, nearest):
+    with pytest.raises(ConfigError) as err:
+        check_overrides("train", [override])
+    _one_line(err, override, valid)
+    assert nearest is None or f"did you mean {nearest}?" in str(err.value)
+
+
+def test_sweeps_are_checked_by_their_first_value_and_pass_when_valid():
+    check_overrides("train", ["-m", "model.optim.lr=1e-4,2e-4", "model=cgan,pix2pix"])
+    with pytest.raises(ConfigError, match="trainer.batchsize"):
+        check_overrides("train", ["-m", "trainer.batchsize=1,2"])
 
 
 def test_model_and_data_that_do_not_fit_are_refused(compose_config):
     with pytest.raises(ConfigError) as err:
         validate(compose_config("train", "model=pix2pix", "data=mnist"))
     _one_line(err, "pix2pix", "mnist", "aligned")
+
+
+# --- one source for every default -------------------------------------------------------------------------
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def _parent_values(path: Path) -> dict:
+    """What the config a YAML file extends (the first entry of its defaults list: a schema in Hydra's
+    ConfigStore, or another file of its group) gives each key, before the file's own values."""
+    parent = OmegaConf.load(path).get("defaults", [None])[0]
+    if not isinstance(parent, str):
+        return {}
+    if parent.startswith("/"):
+        node = ConfigStore.instance().load(parent[1:].split("@")[0] + ".yaml").node
+        return dict(_leaves(OmegaConf.to_container(node, enum_to_str=True)))
+    sibling = path.parent / f"{parent}.yaml"
+    return {**_parent_values(sibling), **_own_values(sibling)}
+
+
+def _own_values(path: Path) -> dict:
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    raw.pop("defaults", None)
+    return dict(_leaves(raw))
+
+
+EXTENDING = sorted(
+    path for group in GROUPS for path in (CONF / group).glob("*.yaml") if isinstance(OmegaConf.load(path).get("defaults", [None])[0], str)
+)
+
+
+def test_the_schemas_hold_the_defaults_and_each_yaml_file_extends_one():
+    """The base option of every group extends its schema, so a key has one default, in the schema."""
+    bases = {CONF / "trainer/default.yaml", CONF / "device/auto.yaml", CONF / "logger/tensorboard.yaml", CONF / "paths/default.yaml"}
+    bases |= {CONF / f"model/{name}.yaml" for name in MODELS} | {CONF / "data/mnist.yaml", CONF / "data/aligned.yaml"}
+    for path in bases:
+        assert OmegaConf.load(path).defaults[0].startswith("/schema/"), path
+    assert OmegaConf.load(CONF / "train.yaml").defaults[0] == "train_schema"
+
+
+@pytest.mark.parametrize("path", EXTENDING, ids=[f"{p.parent.name}/{p.stem}" for p in EXTENDING])
+def test_no_yaml_file_restates_a_default_it_inherits(path):
+    """A value copied from the schema (or the file extended) is a second default that drifts apart from the
+    first one day; every key a file sets must change what it inherits."""
+    parent = _parent_values(path)
+    restated = [key for key, value in _own_values(path).items() if key in parent and str(parent[key]) == str(value)]
+    assert not restated, f"{path.relative_to(CONF)} restates inherited defaults: {restated}"

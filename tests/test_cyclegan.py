@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 import torch
+
 from _models_helpers import (
     as_input,
     as_png_levels,
@@ -26,12 +27,10 @@ from _models_helpers import (
     write_folder,
 )
 from helpers import read_events, run_cli
-
-from translate.checkpoint import load_checkpoint
-from translate.config import ConfigError
-from translate.engine import Trainer
-from translate.models import build_model
-from translate.models.base import GANModel, Optimization
+from translate.errors import ConfigError
+from translate.models.base import GANModel, Optimization, build_model
+from translate.training.checkpoints import load_checkpoint
+from translate.training.engine import Trainer
 
 SIZE = 16
 STEPS = 80
@@ -77,8 +76,11 @@ def run(folders, tmp_path_factory) -> SimpleNamespace:
     """80 steps of the default losses (identity on, pools of 50), logging every step to TensorBoard."""
     run_dir = tmp_path_factory.mktemp("run")
     overrides = tiny(
-        folders.root, f"trainer.max_steps={STEPS}", "model.optim.lr=1e-3",
-        "trainer.log_every_n_steps=1", "trainer.image_every_n_steps=1000",
+        folders.root,
+        f"trainer.max_steps={STEPS}",
+        "model.optim.lr=1e-3",
+        "trainer.log_every_n_steps=1",
+        "trainer.image_every_n_steps=1000",
     )
     trainer = train(run_dir, [*overrides, "logger=tensorboard"])
     return SimpleNamespace(dir=run_dir, trainer=trainer, overrides=overrides)

@@ -13,19 +13,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from translate.config import ConfigError
 from translate.data.aligned import AlignedDataset
 from translate.data.configs import ImageDataConfig
-from translate.data.folders import (
-    BadImageError,
-    DatasetLayoutError,
-    DatasetNotFoundError,
-    find_images,
-    load_image,
-)
+from translate.data.folders import find_images, load_image
 from translate.data.single import SingleDataset
-from translate.data.transforms import ImageTooSmallError, ImageTransform
+from translate.data.transforms import ImageTransform
 from translate.data.unaligned import UnalignedDataset
+from translate.errors import BadImageError, ConfigError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 GENERIC = {"aligned", "unaligned", "single"}
@@ -135,9 +129,7 @@ def test_aligned_btoa_swaps_roles_and_gives_each_side_its_channels(tmp_path):
 def test_aligned_pair_shares_crop_and_flip(tmp_path, preprocess):
     pair = np.concatenate([coords(16, 12, marker=0), coords(16, 12, marker=255)], axis=1)
     save(tmp_path / "train" / "0.png", pair)
-    ds = AlignedDataset(
-        cfg(tmp_path, preprocess=preprocess, load_size=10, crop_size=8, flip=True), "train", train=True
-    )
+    ds = AlignedDataset(cfg(tmp_path, preprocess=preprocess, load_size=10, crop_size=8, flip=True), "train", train=True)
     corners, flips = set(), set()
     for seed in range(24):
         item = ds[(0, seed)]
@@ -392,15 +384,17 @@ def test_generic_and_preset_files_load_into_the_schema():
     files = {p.stem: OmegaConf.load(p) for p in data_files()}
     assert GENERIC <= files.keys()
     assert {"facades", "maps", "horse2zebra", "cyclegan_maps", "cyclegan_facades"} <= files.keys()
-    for stem, node in files.items():
-        raw = OmegaConf.to_container(node)
-        defaults = raw.pop("defaults", None)
-        typed = OmegaConf.merge(OmegaConf.structured(ImageDataConfig), raw)
+    own = {stem: OmegaConf.to_container(node) for stem, node in files.items()}
+    defaults = {stem: raw.pop("defaults", None) for stem, raw in own.items()}
+    for stem, raw in own.items():
+        # A preset extends the generic file of its kind, which extends the schema.
+        parent = own[defaults[stem][0]] if stem not in GENERIC else {}
+        typed = OmegaConf.merge(OmegaConf.structured(ImageDataConfig), parent, raw)
         assert typed.name == stem and typed.kind in GENERIC
         if stem in GENERIC:
-            assert OmegaConf.is_missing(typed, "root") and defaults is None
+            assert OmegaConf.is_missing(typed, "root") and defaults[stem] == ["/schema/data/images@_here_", "_self_"]
         else:
-            assert defaults == [typed.kind, "_self_"], stem
+            assert defaults[stem] == [typed.kind, "_self_"], stem
             assert raw["root"] == f"${{paths.data_dir}}/{stem}"
 
 

@@ -6,22 +6,23 @@ from __future__ import annotations
 import socket
 import subprocess
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+
 from _models_helpers import EXACT_PIX2PIX, write_pairs
 from _robust_helpers import run_cli_inprocess
 from helpers import BIN, TINY, cli_env, load_ckpt, read_events, run_cli
-
-from translate import cli
+from translate.cli import train as train_cli
 from translate.data.sampling import EpochSampler
 
 #: gloo over the loopback interface (lo on Linux, lo0 on macOS): a test machine's hostname may not resolve.
-LOOPBACK = {"GLOO_SOCKET_IFNAME": name for _, name in socket.if_nameindex() if name in ("lo", "lo0")}
+_LOOPBACK_NAMES = [name for _, name in socket.if_nameindex() if name in ("lo", "lo0")]
+LOOPBACK = {"GLOO_SOCKET_IFNAME": _LOOPBACK_NAMES[0]} if _LOOPBACK_NAMES else {}
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
+
 
 def test_process_shares_together_are_the_batches_of_one_process():
     one = EpochSampler(10, seed=3)
@@ -33,7 +34,7 @@ def test_process_shares_together_are_the_batches_of_one_process():
     assert [len(m) for m in mine] == [5, 5]
     # batch b of size 2 in each process == batch b of size 4 in one process
     for b in range(2):
-        assert set(mine[0][2 * b: 2 * b + 2] + mine[1][2 * b: 2 * b + 2]) == set(keys[4 * b: 4 * b + 4])
+        assert set(mine[0][2 * b : 2 * b + 2] + mine[1][2 * b : 2 * b + 2]) == set(keys[4 * b : 4 * b + 4])
     # resuming part-way through the epoch continues each share where it stopped
     shares[1].set_epoch(4, start=2)
     assert list(shares[1]) == mine[1][2:]
@@ -43,7 +44,7 @@ def test_process_shares_together_are_the_batches_of_one_process():
 
 def test_the_run_directory_is_named_by_rank_0s_start_time(tmp_path, monkeypatch, capsys):
     # Hydra re-registers its own `now` when it runs: the shared time must reach the run directory anyway.
-    monkeypatch.setattr(cli, "_shared_start", datetime(2001, 2, 3, 4, 5, 6))
+    monkeypatch.setattr(train_cli, "_shared_start", datetime(2001, 2, 3, 4, 5, 6))
     monkeypatch.chdir(tmp_path)
     code, err = run_cli_inprocess(monkeypatch, capsys, *TINY, "logger=none", "trainer.progress_bar=false")
     assert code == 0, err[-3000:]
@@ -53,14 +54,36 @@ def test_the_run_directory_is_named_by_rank_0s_start_time(tmp_path, monkeypatch,
 def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     data = tmp_path / "pairs"
     write_pairs(data, "train", 8, 32, seed=0)
-    one = run_cli("translate-train", *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=4",
-                  "trainer.log_every_n_steps=2", "hydra.run.dir=one", cwd=tmp_path)
+    one = run_cli(
+        "translate-train",
+        *EXACT_PIX2PIX,
+        "device=cpu",
+        f"data.root={data}",
+        "trainer.batch_size=4",
+        "trainer.log_every_n_steps=2",
+        "hydra.run.dir=one",
+        cwd=tmp_path,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
-         *EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "trainer.batch_size=2", "trainer.log_every_n_steps=2",
-         "paths.output_dir=outputs"],
-        cwd=tmp_path, env={**cli_env(tmp_path), **LOOPBACK}, capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            "--no-python",
+            str(BIN / "translate-train"),
+            *EXACT_PIX2PIX,
+            "device=cpu",
+            f"data.root={data}",
+            "trainer.batch_size=2",
+            "trainer.log_every_n_steps=2",
+            "paths.output_dir=outputs",
+        ],
+        cwd=tmp_path,
+        env={**cli_env(tmp_path), **LOOPBACK},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
 

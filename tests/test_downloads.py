@@ -18,22 +18,14 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from translate import download
-from translate.catalog import DATASETS, MODELS
-from translate.data_cli import main
-from translate.download import (
-    CHECKSUM_FILE,
-    DatasetMissingError,
-    DownloadError,
-    download_dataset,
-    download_model,
-    ensure_dataset,
-)
+from translate.cli.data import main
+from translate.errors import DatasetMissingError, DownloadError
+from translate.hub import download
+from translate.hub.catalog import DATASETS, MODELS
+from translate.hub.download import CHECKSUM_FILE, download_dataset, download_model, ensure_dataset
 
 UNALIGNED_FILES = {
-    f"horse2zebra/{split}/{i}.jpg": f"{split} image {i}".encode() * 50
-    for split in ("trainA", "trainB", "testA", "testB")
-    for i in range(3)
+    f"horse2zebra/{split}/{i}.jpg": f"{split} image {i}".encode() * 50 for split in ("trainA", "trainB", "testA", "testB") for i in range(3)
 }
 ALIGNED_FILES = {f"facades/{split}/1.jpg": split.encode() * 100 for split in ("train", "val", "test")}
 H2Z_PATH = "/cyclegan/datasets/horse2zebra.zip"
@@ -161,10 +153,7 @@ def leftovers(data_dir: Path) -> List[str]:
 
 
 def test_catalog_urls_follow_the_reference_layout() -> None:
-    assert (
-        DATASETS["horse2zebra"].url()
-        == "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
-    )
+    assert DATASETS["horse2zebra"].url() == "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
     assert DATASETS["cyclegan_facades"].url("http://m/") == "http://m/cyclegan/datasets/facades.zip"
     assert DATASETS["facades"].url("http://m") == "http://m/pix2pix/datasets/facades.tar.gz"
     assert DATASETS["maps"].layout.name == "aligned" and DATASETS["cyclegan_maps"].layout.name == "unaligned"
@@ -174,9 +163,7 @@ def test_catalog_urls_follow_the_reference_layout() -> None:
     assert all(entry.sha256 is None for entry in [*DATASETS.values(), *MODELS.values()])
 
 
-def test_download_list_and_checksum(
-    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_download_list_and_checksum(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = make_zip(UNALIGNED_FILES)
     server.files[H2Z_PATH] = archive
     data = tmp_path / "data"
@@ -204,9 +191,7 @@ def test_aligned_tar_gz_under_its_local_name(server: Server, tmp_path: Path) -> 
         symlinks={"facades/train/2.jpg": "../val/1.jpg"},
         hardlinks={"facades/test/2.jpg": "facades/val/1.jpg"},
     )
-    server.files["/cyclegan/datasets/facades.zip"] = make_zip(
-        {k.replace("horse2zebra", "facades"): v for k, v in UNALIGNED_FILES.items()}
-    )
+    server.files["/cyclegan/datasets/facades.zip"] = make_zip({k.replace("horse2zebra", "facades"): v for k, v in UNALIGNED_FILES.items()})
     aligned = download_dataset("facades", tmp_path, mirror=server.url)
     unaligned = download_dataset("cyclegan_facades", tmp_path, mirror=server.url)
     for name in ("val/1.jpg", "train/2.jpg", "test/2.jpg"):  # links inside the dataset are kept
@@ -228,9 +213,7 @@ def test_resume_across_runs_and_server_ignoring_range(server: Server, tmp_path: 
     archive = make_zip(UNALIGNED_FILES)
     server.files[H2Z_PATH] = archive
     server.cut_after, server.cuts_left = 100, download.ATTEMPTS
-    with pytest.raises(
-        DownloadError, match=r"broke off .* 300 bytes are kept in .*horse2zebra\.zip\.part.*resume"
-    ):
+    with pytest.raises(DownloadError, match=r"broke off .* 300 bytes are kept in .*horse2zebra\.zip\.part.*resume"):
         download_dataset("horse2zebra", tmp_path, mirror=server.url)
     part = tmp_path / "horse2zebra.zip.part"
     assert part.read_bytes() == archive[:300] and leftovers(tmp_path) == ["horse2zebra.zip.part"]
@@ -283,9 +266,7 @@ def _bad_gzip_crc(archive: bytes) -> bytes:
     [("zip", _cut), ("tar", _cut), ("tar", _bad_gzip_crc)],
     ids=["zip-cut", "tar-cut", "tar-crc"],
 )
-def test_truncated_archive(
-    server: Server, tmp_path: Path, fmt: str, damage: Callable[[bytes], bytes]
-) -> None:
+def test_truncated_archive(server: Server, tmp_path: Path, fmt: str, damage: Callable[[bytes], bytes]) -> None:
     name, path, archive = (
         ("horse2zebra", H2Z_PATH, make_zip(UNALIGNED_FILES))
         if fmt == "zip"
@@ -317,9 +298,7 @@ UNSAFE = {
 def test_unsafe_members_are_refused(server: Server, tmp_path: Path, case: str) -> None:
     fmt, extra, symlinks, hardlinks, bad = UNSAFE[case]
     name, good, path = (
-        ("horse2zebra", UNALIGNED_FILES, H2Z_PATH)
-        if fmt == "zip"
-        else ("facades", ALIGNED_FILES, "/pix2pix/datasets/facades.tar.gz")
+        ("horse2zebra", UNALIGNED_FILES, H2Z_PATH) if fmt == "zip" else ("facades", ALIGNED_FILES, "/pix2pix/datasets/facades.tar.gz")
     )
 
     def top(d: Dict[str, object]) -> dict:
@@ -327,11 +306,7 @@ def test_unsafe_members_are_refused(server: Server, tmp_path: Path, case: str) -
 
     # the unsafe members come after the good ones, so a partial dataset exists when they are met
     make = make_zip if fmt == "zip" else make_tar
-    links = (
-        dict(symlinks=top(symlinks))
-        if fmt == "zip"
-        else dict(symlinks=top(symlinks), hardlinks=top(hardlinks))
-    )
+    links = dict(symlinks=top(symlinks)) if fmt == "zip" else dict(symlinks=top(symlinks), hardlinks=top(hardlinks))
     server.files[path] = make({**good, **top(extra)}, **links)
     data = tmp_path / "deep" / "data"
     with pytest.raises(DownloadError) as info:
@@ -342,9 +317,7 @@ def test_unsafe_members_are_refused(server: Server, tmp_path: Path, case: str) -
 
 
 def test_http_404(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(
-        capsys, "download", "apple2orange", "--data-dir", str(tmp_path), "--mirror", server.url
-    )
+    code, out, err = run_cli(capsys, "download", "apple2orange", "--data-dir", str(tmp_path), "--mirror", server.url)
     assert code == 2 and out == ""
     assert err == (
         "translate-data: error: HTTP error 404 Not Found for "
@@ -353,18 +326,14 @@ def test_http_404(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert leftovers(tmp_path) == []
 
 
-def test_connection_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_connection_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv(download.MIRROR_ENV, f"http://127.0.0.1:{port}")
     code, _, err = run_cli(capsys, "download-model", "horse2zebra", "--models-dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith(
-        f"translate-data: error: cannot download http://127.0.0.1:{port}/cyclegan/pretrained_models/"
-    )
+    assert err.startswith(f"translate-data: error: cannot download http://127.0.0.1:{port}/cyclegan/pretrained_models/")
     assert "refused" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
@@ -396,9 +365,7 @@ def test_ensure_dataset(server: Server, tmp_path: Path) -> None:
     assert ensure_dataset("horse2zebra", root, download=False) == root
 
     shutil.rmtree(root / "testB")
-    with pytest.raises(
-        DatasetMissingError, match=r"lacks testB; run: translate-data download horse2zebra .* --force"
-    ):
+    with pytest.raises(DatasetMissingError, match=r"lacks testB; run: translate-data download horse2zebra .* --force"):
         ensure_dataset("horse2zebra", root, download=False)
 
 
@@ -412,17 +379,13 @@ def test_download_model(server: Server, tmp_path: Path, capsys: pytest.CaptureFi
     assert sorted(p.name for p in models.iterdir()) == ["pix2pix_sat2map.pth.part"]
     code, out, _ = run_cli(capsys, "list", "--data-dir", str(tmp_path), "--models-dir", str(models))
     assert listed(out, "pix2pix_sat2map")[-2:] == ["partial", "download"]
-    code, out, _ = run_cli(
-        capsys, "download-model", "pix2pix_sat2map", "--models-dir", str(models), "--mirror", server.url
-    )
+    code, out, _ = run_cli(capsys, "download-model", "pix2pix_sat2map", "--models-dir", str(models), "--mirror", server.url)
     target = models / "pix2pix_sat2map" / "latest_net_G.pth"
     assert server.requests[-1] == ("/pix2pix/models-pytorch/sat2map.pth", "bytes=30-")
     assert code == 0 and f"saved {target}" in out and f"checkpoint={target} model=pix2pix" in out
     assert target.read_bytes() == weights
     assert sorted(p.name for p in target.parent.iterdir()) == ["latest_net_G.pth"]
-    assert json.loads((models / CHECKSUM_FILE).read_text()) == {
-        "pix2pix/models-pytorch/sat2map.pth": sha256(weights)
-    }
+    assert json.loads((models / CHECKSUM_FILE).read_text()) == {"pix2pix/models-pytorch/sat2map.pth": sha256(weights)}
     code, out, _ = run_cli(capsys, "list", "--data-dir", str(tmp_path), "--models-dir", str(models))
     assert listed(out, "pix2pix_sat2map")[-1] == "yes" and listed(out, "sat2map")[-1] == "no"
 
@@ -444,16 +407,13 @@ def test_download_model(server: Server, tmp_path: Path, capsys: pytest.CaptureFi
         ),
         (
             ["download", "style_monet"],
-            "'style_monet' is not a dataset but a pretrained generator; "
-            "run: translate-data download-model style_monet",
+            "'style_monet' is not a dataset but a pretrained generator; run: translate-data download-model style_monet",
         ),
         (["download", "cityscapes"], "dataset 'cityscapes' cannot be downloaded: its licence"),
         (["download", "mini", "--mirror", "ftp://host"], "mirror 'ftp://host' is not an http(s) base URL"),
     ],
 )
-def test_cli_errors_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: List[str], message: str
-) -> None:
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: List[str], message: str) -> None:
     code, out, err = run_cli(capsys, *argv, "--data-dir", str(tmp_path))
     assert code == 2 and out == ""
     assert err.startswith(f"translate-data: error: {message}") and err.count("\n") == 1
@@ -463,9 +423,7 @@ def test_cli_errors_are_one_line(
 def test_data_dir_and_mirror_from_environment(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.files["/cyclegan/datasets/mini.zip"] = make_zip(
-        {k.replace("horse2zebra", "mini"): v for k, v in UNALIGNED_FILES.items()}
-    )
+    server.files["/cyclegan/datasets/mini.zip"] = make_zip({k.replace("horse2zebra", "mini"): v for k, v in UNALIGNED_FILES.items()})
     monkeypatch.setenv(download.MIRROR_ENV, server.url)
     monkeypatch.setenv(download.DATA_DIR_ENV, str(tmp_path / "env_data"))
     code, out, _ = run_cli(capsys, "download", "mini")

@@ -13,10 +13,10 @@ from PIL import Image
 
 import helpers
 from helpers import GRID_SIDE, IMAGE_SIZE, TINY, assert_same_tensors, load_ckpt, read_events
-from translate.config import validate
-from translate.engine import Trainer
-from translate.errors import USER_ERRORS
-from translate.models import build_model
+from translate.cli.validate import validate
+from translate.errors import TranslateError
+from translate.models.base import build_model
+from translate.training.engine import Trainer
 
 LR = 2e-4
 
@@ -102,8 +102,15 @@ def test_tensorboard_has_losses_diagnostics_and_the_class_grid(run_dir):
     events = read_events(run_dir / "tb")
     tags = events.Tags()
     expected = {
-        "train/loss_D/real", "train/loss_D/fake", "train/loss_G/gan", "train/D_real", "train/D_fake",
-        "train/grad_norm/G", "train/grad_norm/D", "train/lr/G", "train/lr/D",
+        "train/loss_D/real",
+        "train/loss_D/fake",
+        "train/loss_G/gan",
+        "train/D_real",
+        "train/D_fake",
+        "train/grad_norm/G",
+        "train/grad_norm/D",
+        "train/lr/G",
+        "train/lr/D",
     }
     assert expected <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("train/loss_G/gan")] == [1, 2, 3, 4]
@@ -188,13 +195,13 @@ def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(resumab
 
 
 def test_resume_with_another_architecture_names_the_network(resumable, train):
-    with pytest.raises(USER_ERRORS, match=r"network G .*resume with the config"):
+    with pytest.raises(TranslateError, match=r"network G .*resume with the config"):
         train(resumable, "model.generator.ngf=16", f"resume={resumable}")
 
 
 def test_resume_from_a_missing_checkpoint_names_the_path(train, tmp_path):
     missing = tmp_path / "nowhere"
-    with pytest.raises(USER_ERRORS, match="nowhere"):
+    with pytest.raises(TranslateError, match="nowhere"):
         train(tmp_path / "run", f"resume={missing}")
 
 
@@ -248,11 +255,11 @@ def test_channels_last_trains_with_nhwc_weights_and_the_same_results(train, half
 
 
 def test_batch_larger_than_the_dataset_is_a_clear_error(train, tmp_path):
-    with pytest.raises(USER_ERRORS, match=r"trainer\.batch_size=4 .*batch_size<=2"):
+    with pytest.raises(TranslateError, match=r"trainer\.batch_size=4 .*batch_size<=2"):
         train(tmp_path, "data.max_dataset_size=2")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_missing_accelerator_is_a_clear_error(train, tmp_path):
-    with pytest.raises(USER_ERRORS, match="device=cuda .*device=cpu"):
+    with pytest.raises(TranslateError, match="device=cuda .*device=cpu"):
         train(tmp_path, "device=cuda")

@@ -17,23 +17,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
-from helpers import TINY, load_ckpt, read_events
 from omegaconf import OmegaConf
 from PIL import Image
 
-import translate.fid as fid
-from translate.cgan_metrics import (
-    DigitJudge,
-    Digits,
-    load_classifier,
-    reference_digits,
-    score_digits,
-    train_on_synthetic,
-)
-from translate.config import ConfigError
+from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
+from helpers import TINY, load_ckpt, read_events
 from translate.data.configs import MNISTDataConfig
-from translate.metrics import feature_frechet_distance, frechet_distance, mean_pairwise_distance, to_uint8
+from translate.errors import ConfigError
+from translate.evaluation import fid
+from translate.evaluation.digits import DigitJudge, Digits, load_classifier, reference_digits, score_digits, train_on_synthetic
+from translate.evaluation.image_metrics import feature_frechet_distance, frechet_distance, mean_pairwise_distance, to_uint8
 from translate.visuals import save_png, to_unit
 
 HAS_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
@@ -175,12 +168,20 @@ def cgan_run(tmp_path_factory) -> Path:
     """A tiny cGAN: 2 epochs of 2 steps, validated on 20 generated digits every epoch, best.pt by
     val/fid_mnist_classifier, everything in TensorBoard."""
     run_dir = tmp_path_factory.mktemp("cgan")
-    train(run_dir, [
-        *TINY,
-        "data.max_dataset_size=8", "trainer.batch_size=4", "trainer.max_steps=null",
-        "trainer.n_epochs=1", "trainer.n_epochs_decay=1",
-        "trainer.val_every_n_epochs=1", "trainer.val_max_images=20", "trainer.best_metric=val/fid_mnist_classifier",
-    ])
+    train(
+        run_dir,
+        [
+            *TINY,
+            "data.max_dataset_size=8",
+            "trainer.batch_size=4",
+            "trainer.max_steps=null",
+            "trainer.n_epochs=1",
+            "trainer.n_epochs_decay=1",
+            "trainer.val_every_n_epochs=1",
+            "trainer.val_max_images=20",
+            "trainer.best_metric=val/fid_mnist_classifier",
+        ],
+    )
     return run_dir
 
 
@@ -227,7 +228,12 @@ def test_hparams_table_holds_the_config_and_the_final_metrics(cgan_run):
     assert start.hparams["data.name"].string_value == "mnist_subset"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert {"final/val/accuracy", "final/val/fid_mnist_classifier", "best/val/fid_mnist_classifier", "final/train/loss_G/gan"} <= metric_tags
+    assert {
+        "final/val/accuracy",
+        "final/val/fid_mnist_classifier",
+        "best/val/fid_mnist_classifier",
+        "final/train/loss_G/gan",
+    } <= metric_tags
     last_fid = events.Scalars("val/fid_mnist_classifier")[-1].value
     assert events.Scalars("final/val/fid_mnist_classifier")[-1].value == pytest.approx(last_fid)
 
@@ -305,10 +311,13 @@ def image_runs(tmp_path_factory) -> SimpleNamespace:
 
 
 @needs_fidelity
-@pytest.mark.parametrize("model, expected", [
-    ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6}),
-    ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "FID_B": 4, "KID_B": 4}),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6}),
+        ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "FID_B": 4, "KID_B": 4}),
+    ],
+)
 def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, model, expected, monkeypatch, tmp_path):
     weights = tmp_path / "inception.pth"
     weights.write_bytes(b"stand-in")
@@ -356,11 +365,13 @@ def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypa
 
 
 @needs_fidelity
-@pytest.mark.parametrize("model, data, expected", [
-    ("pix2pix", "pairs", {"val/L1": 3, "val/PSNR": 3, "val/SSIM": 3, "val/FID_B": 3, "val/KID_B": 3}),
-    ("cyclegan", "folders", {"val/cycle_L1_A": 3, "val/cycle_L1_B": 3, "val/FID_A": 3, "val/KID_A": 3,
-                             "val/FID_B": 3, "val/KID_B": 3}),
-])
+@pytest.mark.parametrize(
+    "model, data, expected",
+    [
+        ("pix2pix", "pairs", {"val/L1": 3, "val/PSNR": 3, "val/SSIM": 3, "val/FID_B": 3, "val/KID_B": 3}),
+        ("cyclegan", "folders", {"val/cycle_L1_A": 3, "val/cycle_L1_B": 3, "val/FID_A": 3, "val/KID_A": 3, "val/FID_B": 3, "val/KID_B": 3}),
+    ],
+)
 def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, expected, monkeypatch, tmp_path):
     write_image_data(tmp_path, "train", 2, 2, 2)
     write_image_data(tmp_path, "val", 5, 4, 5)
@@ -369,16 +380,25 @@ def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, exp
     monkeypatch.setattr(fid, "inception_extractor", lambda path, device: block_means if path == weights else None)
     run_dir = tmp_path / "run"
     overrides = TINY_PIX2PIX if model == "pix2pix" else TINY_CYCLEGAN
-    trainer = train(run_dir, [*overrides, f"data.root={tmp_path / data}", "logger=tensorboard", "trainer.n_epochs=2",
-                              "trainer.n_epochs_decay=0", "trainer.val_every_n_epochs=1", "trainer.val_max_images=3",
-                              "metrics.fid=true",
-                              f"metrics.inception_weights={weights}", "trainer.best_metric=val/FID_B"])
+    trainer = train(
+        run_dir,
+        [
+            *overrides,
+            f"data.root={tmp_path / data}",
+            "logger=tensorboard",
+            "trainer.n_epochs=2",
+            "trainer.n_epochs_decay=0",
+            "trainer.val_every_n_epochs=1",
+            "trainer.val_max_images=3",
+            "metrics.fid=true",
+            f"metrics.inception_weights={weights}",
+            "trainer.best_metric=val/FID_B",
+        ],
+    )
     events = read_events(run_dir / "tb")
     assert {tag: len(events.Scalars(tag)) for tag in expected} == {tag: 2 for tag in expected}  # one per epoch
     # val_max_images caps each direction (5 val pairs; 4 valA and 5 valB images), not their sum.
-    assert {tag: n for tag, n in expected.items()} == {
-        f"val/{k}": v["num_images"] for k, v in trainer._validation_metrics().items()
-    }
+    assert {tag: n for tag, n in expected.items()} == {f"val/{k}": v["num_images"] for k, v in trainer._validation_metrics().items()}
     best = min(events.Scalars("val/FID_B"), key=lambda e: e.value)
     assert load_ckpt(run_dir / "checkpoints" / "best.pt")["best"]["value"] == pytest.approx(best.value, rel=1e-5)
 

@@ -14,9 +14,10 @@ import torch.nn as nn
 
 from _models_helpers import train, write_pairs
 from helpers import compose_config
-from translate.export import export_generator, main
+from translate.cli.export import main
+from translate.cli.exporting import export_generator
+from translate.cli.testing import load_trained
 from translate.networks.generators import ResnetGenerator
-from translate.testing import load_trained
 
 SIZE = 32
 
@@ -48,11 +49,22 @@ def pix2pix_run(tmp_path_factory) -> Path:
     """A U-Net pix2pix run trained for two steps: batch norm statistics and dropout make eval mode matter."""
     root = tmp_path_factory.mktemp("export")
     write_pairs(root / "pairs", "train", 2, SIZE, seed=0)
-    train(root / "run", [
-        "model=pix2pix", "data=aligned", f"data.root={root / 'pairs'}", f"data.load_size={SIZE}", f"data.crop_size={SIZE}",
-        "logger=none", "trainer.max_steps=2", "model.generator.arch=unet", "model.generator.num_downs=5",
-        "model.generator.ngf=8", "model.discriminator.ndf=8",
-    ])
+    train(
+        root / "run",
+        [
+            "model=pix2pix",
+            "data=aligned",
+            f"data.root={root / 'pairs'}",
+            f"data.load_size={SIZE}",
+            f"data.crop_size={SIZE}",
+            "logger=none",
+            "trainer.max_steps=2",
+            "model.generator.arch=unet",
+            "model.generator.num_downs=5",
+            "model.generator.ngf=8",
+            "model.discriminator.ndf=8",
+        ],
+    )
     return root / "run"
 
 
@@ -66,7 +78,10 @@ def run_isolated(model: Path, x: torch.Tensor, folder: Path) -> torch.Tensor:
     torch_dir = str(Path(torch.__file__).resolve().parent.parent)
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-c", ISOLATED, torch_dir, str(model), str(folder / "x.pt"), str(folder / "y.pt")],
-        cwd=folder, capture_output=True, text=True, timeout=120,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return torch.load(folder / "y.pt", weights_only=True)
@@ -131,7 +146,7 @@ def test_onnx_without_the_onnx_package_says_what_to_install(pix2pix_run, tmp_pat
         (["format=torchscript", "network=D"], "network=D is not a generator of this pix2pix run; choose one of: G"),
         (["format=torchscript", "size=40"], "size=40 does not fit this generator: image sides must be multiples of 32"),
         (["format=tflite"], "format='tflite' is not known"),
-        (["format=torchscript", "sizes=32"], "'sizes=32': expected KEY=VALUE"),
+        (["format=torchscript", "sizes=32"], "sizes=32: sizes is not a key of this config; did you mean size?"),
         ([], "format: say format=torchscript or format=onnx"),
     ],
     ids=["network", "size", "format", "unknown-key", "no-format"],

@@ -11,6 +11,7 @@ from typing import List
 
 import pytest
 import torch
+
 from _models_helpers import EXACT_PIX2PIX, TINY_CYCLEGAN, TINY_PIX2PIX, write_image_data
 from helpers import BIN, TINY, cli_env, load_ckpt, run_cli, train
 
@@ -70,14 +71,33 @@ def test_compiled_networks_train_on_cuda(model, tmp_path, monkeypatch):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_two_gpus_train_like_one_with_twice_the_batch(tmp_path):
     write_image_data(tmp_path, "train", 8, 2, 2)
-    exact = [*EXACT_PIX2PIX, f"data.root={tmp_path / 'pairs'}", "device=cuda", "device.amp=off", "device.channels_last=false",
-             "device.deterministic=true"]
+    exact = [
+        *EXACT_PIX2PIX,
+        f"data.root={tmp_path / 'pairs'}",
+        "device=cuda",
+        "device.amp=off",
+        "device.channels_last=false",
+        "device.deterministic=true",
+    ]
     one = run_cli("translate-train", *exact, "trainer.batch_size=4", "logger=none", "hydra.run.dir=one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"),
-         *exact, "trainer.batch_size=2", "logger=none", "hydra.run.dir=two"],
-        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc_per_node=2",
+            "--no-python",
+            str(BIN / "translate-train"),
+            *exact,
+            "trainer.batch_size=2",
+            "logger=none",
+            "hydra.run.dir=two",
+        ],
+        cwd=tmp_path,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
     a, b = (load_ckpt(tmp_path / run / "checkpoints" / "latest.pt") for run in ("one", "two"))

@@ -56,9 +56,7 @@ def test_label_smoothing_only_softens_the_discriminators_real_target(mode):
     assert smooth(LOGITS, True).item() == pytest.approx(expected.item())
     assert smooth(LOGITS, True).item() != pytest.approx(plain(LOGITS, True).item())
     assert smooth(LOGITS, False).item() == pytest.approx(plain(LOGITS, False).item())
-    assert smooth(LOGITS, True, for_discriminator=False).item() == pytest.approx(
-        plain(LOGITS, True, for_discriminator=False).item()
-    )
+    assert smooth(LOGITS, True, for_discriminator=False).item() == pytest.approx(plain(LOGITS, True, for_discriminator=False).item())
 
 
 def test_score_is_a_probability_for_vanilla_and_the_raw_mean_otherwise():
@@ -67,9 +65,7 @@ def test_score_is_a_probability_for_vanilla_and_the_raw_mean_otherwise():
         assert GANLoss(mode).score(LOGITS).item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(
-    "kwargs, needle", [({"gan_mode": "wgan"}, "wgan"), ({"label_smoothing": 1.0}, "label_smoothing")]
-)
+@pytest.mark.parametrize("kwargs, needle", [({"gan_mode": "wgan"}, "wgan"), ({"label_smoothing": 1.0}, "label_smoothing")])
 def test_bad_loss_settings_are_named(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         GANLoss(**kwargs)
@@ -115,7 +111,7 @@ def test_gradient_penalty_ignores_the_gradient_through_the_condition():
     critic = LinearCritic(5 * 8 * 8, norm=1.0)
     with torch.no_grad():
         # unit norm on the image channels (the last 3), anything on the condition's
-        image_part = critic.w[2 * 64:]
+        image_part = critic.w[2 * 64 :]
         image_part /= image_part.norm()
         critic.w[: 2 * 64] *= 7.0
     penalty = gradient_penalty(critic, _images(1), _images(2), condition=condition)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from translate.metrics import l1, psnr, ssim
+from translate.evaluation.image_metrics import l1, psnr, ssim
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from translate.config import ConfigError, DiscriminatorConfig, GeneratorConfig
+from translate.errors import ConfigError
+from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
 from translate.networks.discriminators import (
     NLayerDiscriminator,
     PixelDiscriminator,
@@ -79,7 +80,13 @@ def test_resnet_state_dict_keys_match_reference(n_blocks, ups, last):
 def test_resnet_block_layout_and_dropout_position():
     plain = ResnetGenerator(3, 3, ngf=4, n_blocks=1).model[10]
     assert layer_types(plain.conv_block) == [
-        nn.ReflectionPad2d, nn.Conv2d, nn.InstanceNorm2d, nn.ReLU, nn.ReflectionPad2d, nn.Conv2d, nn.InstanceNorm2d
+        nn.ReflectionPad2d,
+        nn.Conv2d,
+        nn.InstanceNorm2d,
+        nn.ReLU,
+        nn.ReflectionPad2d,
+        nn.Conv2d,
+        nn.InstanceNorm2d,
     ]
     dropped = ResnetGenerator(3, 3, ngf=4, n_blocks=1, dropout=True).model[10].conv_block
     assert isinstance(dropped[4], nn.Dropout) and dropped[4].p == 0.5
@@ -188,8 +195,16 @@ def test_resnet_forward_rejects_sizes_not_divisible_by_4():
     "cfg, size, message",
     [
         (gen_cfg(arch="unet_256"), 250, "crop size 250 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512)"),
-        (gen_cfg(arch="resnet_9blocks"), 250, "crop size 250 does not fit resnet_9blocks: image sides must be multiples of 4 (e.g. 248, 252)"),
-        (gen_cfg(arch="unet", num_downs=6), 100, "crop size 100 does not fit unet (num_downs=6): image sides must be multiples of 64 (e.g. 64, 128)"),
+        (
+            gen_cfg(arch="resnet_9blocks"),
+            250,
+            "crop size 250 does not fit resnet_9blocks: image sides must be multiples of 4 (e.g. 248, 252)",
+        ),
+        (
+            gen_cfg(arch="unet", num_downs=6),
+            100,
+            "crop size 100 does not fit unet (num_downs=6): image sides must be multiples of 64 (e.g. 64, 128)",
+        ),
     ],
 )
 def test_check_image_size_messages(cfg, size, message):
@@ -242,12 +257,30 @@ def test_build_generator_honours_presets(overrides, family, depth):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"arch": "unet_128", "num_downs": 6}, "model.generator.arch=unet_128 implies num_downs=7 but model.generator.num_downs=6; set arch=unet to choose the depth"),
-        ({"arch": "unet_256", "num_downs": 7}, "model.generator.arch=unet_256 implies num_downs=8 but model.generator.num_downs=7; set arch=unet to choose the depth"),
-        ({"arch": "resnet_6blocks", "n_blocks": 4}, "model.generator.arch=resnet_6blocks implies n_blocks=6 but model.generator.n_blocks=4; set arch=resnet to choose the depth"),
-        ({"arch": "unet_512"}, "model.generator.arch='unet_512' is not known; choose one of: unet_256, unet_128, unet, resnet_9blocks, resnet_6blocks, resnet"),
-        ({"arch": "unet", "num_downs": 3}, "model.generator.num_downs=3 is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)"),
-        ({"arch": "resnet", "padding_type": "circular"}, "model.generator.padding_type='circular' is not supported; use one of reflect, replicate, zero"),
+        (
+            {"arch": "unet_128", "num_downs": 6},
+            "model.generator.arch=unet_128 implies num_downs=7 but model.generator.num_downs=6; set arch=unet to choose the depth",
+        ),
+        (
+            {"arch": "unet_256", "num_downs": 7},
+            "model.generator.arch=unet_256 implies num_downs=8 but model.generator.num_downs=7; set arch=unet to choose the depth",
+        ),
+        (
+            {"arch": "resnet_6blocks", "n_blocks": 4},
+            "model.generator.arch=resnet_6blocks implies n_blocks=6 but model.generator.n_blocks=4; set arch=resnet to choose the depth",
+        ),
+        (
+            {"arch": "unet_512"},
+            "model.generator.arch='unet_512' is not known; choose one of: unet_256, unet_128, unet, resnet_9blocks, resnet_6blocks, resnet",
+        ),
+        (
+            {"arch": "unet", "num_downs": 3},
+            "model.generator.num_downs=3 is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)",
+        ),
+        (
+            {"arch": "resnet", "padding_type": "circular"},
+            "model.generator.padding_type='circular' is not supported; use one of reflect, replicate, zero",
+        ),
     ],
 )
 def test_build_generator_rejects_conflicts_with_named_keys(overrides, message):
@@ -260,7 +293,9 @@ def test_build_discriminator_archs():
     assert len(build_discriminator(disc_cfg(arch="basic", ndf=1), 3).model) == 12  # 3 layers
     assert len(build_discriminator(disc_cfg(arch="n_layers", n_layers=1, ndf=1), 3).model) == 6
     assert isinstance(build_discriminator(disc_cfg(arch="pixel", ndf=1), 3), PixelDiscriminator)
-    with pytest.raises(ConfigError, match="model.discriminator.arch=basic implies n_layers=3 but model.discriminator.n_layers=5; set arch=n_layers"):
+    with pytest.raises(
+        ConfigError, match="model.discriminator.arch=basic implies n_layers=3 but model.discriminator.n_layers=5; set arch=n_layers"
+    ):
         build_discriminator(disc_cfg(arch="basic", n_layers=5), 3)
     with pytest.raises(ConfigError, match="model.discriminator.n_layers=-1 is not supported"):
         build_discriminator(disc_cfg(arch="n_layers", n_layers=-1), 3)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from _models_helpers import (
     as_input,
     as_png_levels,
@@ -25,10 +26,9 @@ from _models_helpers import (
     write_pairs,
 )
 from helpers import load_ckpt, read_events, run_cli
-
-from translate.config import ConfigError
-from translate.engine import Trainer
+from translate.errors import ConfigError
 from translate.models.pix2pix import Pix2Pix
+from translate.training.engine import Trainer
 
 VISUALS = ("real_A", "fake_B", "real_B")
 N_TEST = 60  # more than the reference's hidden 50-image cap
@@ -68,9 +68,15 @@ def overfit(pairs, tmp_path_factory):
     train(
         run_dir,
         tiny(
-            pairs.root, 32, 5, 150,
-            "logger=tensorboard", "model.optim.lr=1e-3", "model.lambda_L1=100",
-            "trainer.log_every_n_steps=1", "trainer.image_every_n_steps=50",
+            pairs.root,
+            32,
+            5,
+            150,
+            "logger=tensorboard",
+            "model.optim.lr=1e-3",
+            "model.lambda_L1=100",
+            "trainer.log_every_n_steps=1",
+            "trainer.image_every_n_steps=50",
         ),
     )
     return run_dir

@@ -32,13 +32,14 @@ from _models_helpers import (
     write_pairs,
 )
 from helpers import compose_config, run_cli
-from translate.checkpoint import CheckpointError, load_checkpoint
-from translate.config import ConfigError, DiscriminatorConfig
-from translate.metrics import l1
+from translate.cli.testing import load_trained, run_test
+from translate.errors import CheckpointError, ConfigError
+from translate.evaluation.image_metrics import l1
+from translate.hub.reference import load_reference_generator
+from translate.networks.configs import DiscriminatorConfig
 from translate.networks.discriminators import build_discriminator
 from translate.networks.generators import ResnetGenerator, UnetGenerator
-from translate.pretrained import load_reference_generator
-from translate.testing import load_trained, run_test
+from translate.training.checkpoints import load_checkpoint
 
 SIZE = 32
 SIZES = [f"data.load_size={SIZE}", f"data.crop_size={SIZE}", "data.num_workers=0", "device=cpu"]
@@ -89,7 +90,11 @@ def test_translate_test_runs_a_reference_resnet_file_and_infers_its_architecture
     # model=cyclegan says resnet_9blocks, ngf 64: the file's n_blocks 2, ngf 8 must win.
     proc = run_cli(
         "translate-test",
-        f"checkpoint={path}", "model=cyclegan", "data=single", f"data.root={tmp_path / 'photos'}", *SIZES,
+        f"checkpoint={path}",
+        "model=cyclegan",
+        "data=single",
+        f"data.root={tmp_path / 'photos'}",
+        *SIZES,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -159,10 +164,21 @@ def cyclegan_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cyclegan")
     for side in "AB":
         write_folder(root / "data" / f"train{side}", 2, SIZE, seed=4, prefix=side)
-    train(root / "run", [
-        "model=cyclegan", "data=unaligned", f"data.root={root / 'data'}", *SIZES, "logger=none", "trainer.max_steps=1",
-        "model.generator.arch=resnet", "model.generator.n_blocks=1", "model.generator.ngf=8", "model.discriminator.ndf=8",
-    ])
+    train(
+        root / "run",
+        [
+            "model=cyclegan",
+            "data=unaligned",
+            f"data.root={root / 'data'}",
+            *SIZES,
+            "logger=none",
+            "trainer.max_steps=1",
+            "model.generator.arch=resnet",
+            "model.generator.n_blocks=1",
+            "model.generator.ngf=8",
+            "model.discriminator.ndf=8",
+        ],
+    )
     return root / "run"
 
 
@@ -212,7 +228,10 @@ def _unet_too_shallow(_: Dict) -> Dict:
     "corrupt, needle",
     [
         (_drop("model.4.weight"), "missing model.4.weight"),
-        (_reshape("model.10.conv_block.5.weight", (32, 32, 1, 1)), "model.10.conv_block.5.weight is [32, 32, 1, 1] in the file but [32, 32, 3, 3]"),
+        (
+            _reshape("model.10.conv_block.5.weight", (32, 32, 1, 1)),
+            "model.10.conv_block.5.weight is [32, 32, 1, 1] in the file but [32, 32, 3, 3]",
+        ),
         (_rename_block_conv, "model.generator.dropout"),
         (_unet_too_shallow, "model.generator.num_downs >= 5"),
         (lambda s: build_discriminator(DiscriminatorConfig(ndf=8), 3).state_dict(), "looks like a discriminator"),
@@ -295,7 +314,9 @@ def test_every_torch_load_in_the_package_is_weights_only():
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
                 if isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
-                    safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+                    safe = any(
+                        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords
+                    )
                     calls.append((f"{file.name}:{node.lineno}", safe))
     assert calls, "found no torch.load at all: the scan is broken"
     assert [where for where, safe in calls if not safe] == []

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from translate.config import TrainerConfig
-from translate.schedulers import build_scheduler, linear_decay_factor
+from translate.training.schedulers import build_scheduler, linear_decay_factor
 
 LR = 2e-4
 
@@ -34,9 +34,7 @@ def reference_linear(epoch: int, n_epochs: int, n_epochs_decay: int, epoch_count
 @pytest.mark.parametrize("n_epochs, n_epochs_decay", [(100, 100), (3, 5), (1, 1), (0, 4)])
 def test_linear_factor_is_the_reference_rule(n_epochs, n_epochs_decay):
     for epoch in range(n_epochs + n_epochs_decay):
-        assert linear_decay_factor(epoch, n_epochs, n_epochs_decay) == pytest.approx(
-            reference_linear(epoch, n_epochs, n_epochs_decay)
-        )
+        assert linear_decay_factor(epoch, n_epochs, n_epochs_decay) == pytest.approx(reference_linear(epoch, n_epochs, n_epochs_decay))
 
 
 def test_linear_schedule_is_constant_then_decays_linearly_towards_zero():

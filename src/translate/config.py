@@ -1,10 +1,9 @@
-"""Typed schemas for every config group, and the check that applies them.
+"""The shared config vocabulary: the enums and the schemas of the groups every run shares (trainer,
+device, logger, paths, metrics). Imports no torch and no component.
 
-Hydra composes YAML; these dataclasses decide what a valid composition is. ``validate`` merges the
-composed config into the schemas so that a misspelled key, a value of the wrong type or an unknown
-choice fails before any data is read, with a one-line message that names the key.
-Model and dataset schemas live beside the code that uses them (``Model.config_class``,
-``DATASETS``); this module holds the groups every run shares.
+Hydra composes YAML; these dataclasses and the component schemas beside their code
+(``translate.networks.configs``, ``translate.data.configs``, ``translate.models.configs``) decide what a
+valid composition is (see ``translate.cli.validate``).
 """
 
 from __future__ import annotations
@@ -12,13 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; its message is one line that names the key."""
 
 
 class Choice(str, Enum):
@@ -74,90 +66,62 @@ class LrPolicy(Choice):
 
 
 @dataclass
-class GeneratorConfig:
-    arch: str = "dcgan"
-    ngf: int = 64
-    norm: Norm = Norm.batch
-    dropout: bool = False
-    n_blocks: int = 9
-    num_downs: int = 8
-    padding_type: str = "reflect"
-    init_type: InitType = InitType.normal
-    init_gain: float = 0.02
-
-
-@dataclass
-class DiscriminatorConfig:
-    arch: str = "basic"
-    ndf: int = 64
-    n_layers: int = 3
-    norm: Norm = Norm.batch
-    init_type: InitType = InitType.normal
-    init_gain: float = 0.02
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    weight_decay: float = 0.0
-
-
-@dataclass
-class ModelConfig:
-    """Keys every model has; each model extends it with its own (see ``translate.models``)."""
-
-    name: str = "???"
-    gan_mode: GanMode = GanMode.vanilla
-    # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
-    label_smoothing: float = 0.0
-    lambda_gp: float = 10.0
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
-
-@dataclass
 class TrainerConfig:
+    """The papers' schedule (pix2pix, CycleGAN): batch 1, 100 epochs at constant lr, 100 of linear decay."""
+
     batch_size: int = 1
     n_epochs: int = 100
     n_epochs_decay: int = 100
+    # linear | step (x lr_decay_gamma every lr_decay_epochs) | cosine | constant
     lr_policy: LrPolicy = LrPolicy.linear
     lr_decay_epochs: int = 50
     lr_decay_gamma: float = 0.1
+    # Hard cap on optimisation steps (null: run all epochs).
     max_steps: Optional[int] = None
-    log_every_n_steps: int = 50
-    image_every_n_steps: int = 500
+    log_every_n_steps: int = 100
+    image_every_n_steps: int = 1000
     save_every_n_epochs: int = 5
+    # Test metrics (e.g. pix2pix L1/PSNR/SSIM) on the val split, when the data has one, logged as val/...
     val_every_n_epochs: Optional[int] = 5
     val_max_images: Optional[int] = 50
-    # Keep checkpoints/best.pt by this validation metric (e.g. val/PSNR); null: no best.pt.
+    # Keep checkpoints/best.pt by this validation metric (e.g. val/PSNR, val/fid_mnist_classifier); null: no best.pt.
     best_metric: Optional[str] = None
-    # max or min; null: the metric's usual direction (translate.metrics.HIGHER_IS_BETTER).
+    # max or min; null: the metric's usual direction (lower for L1/FID/KID, higher for PSNR/SSIM/accuracy).
     best_mode: Optional[BestMode] = None
+    # Keep only this many epoch_<n>.pt files (null: all); latest.pt is always kept.
     keep_last_n: Optional[int] = None
+    # A non-finite loss stops training; up to this many such steps are skipped (their updates left out) instead.
     skip_nonfinite: int = 0
     progress_bar: bool = True
 
 
 @dataclass
 class DeviceConfig:
+    """Where to train (auto: CUDA if present, else MPS, else CPU), and how."""
+
     accelerator: Accelerator = Accelerator.auto
+    # Mixed precision: off | bf16 | fp16 (fp16 uses a gradient scaler).
     amp: Amp = Amp.off
+    # NHWC memory layout: faster convolutions on tensor-core GPUs.
     channels_last: bool = False
+    # torch.compile every network (first steps are slow while it compiles).
     compile: bool = False
+    # Deterministic kernels and no cuDNN autotuning: reproducible, slower.
     deterministic: bool = False
 
 
 @dataclass
 class LoggerConfig:
+    """TensorBoard events in <run dir>/tb/ (open with: tensorboard --logdir outputs)."""
+
     name: str = "tensorboard"
     enabled: bool = True
 
 
 @dataclass
 class PathsConfig:
+    """Datasets are read from (and translate-data stores them in) data_dir; runs go under output_dir."""
+
     data_dir: str = "./data"
     output_dir: str = "./outputs"
     multirun_dir: str = "./multirun"
@@ -165,18 +129,26 @@ class PathsConfig:
 
 @dataclass
 class ValMetricsConfig:
-    """Training's FID/KID on the validation split (the keys mean what they mean in test.yaml)."""
+    """FID and KID of the translations on the validation split, at each validation (pix2pix, CycleGAN), on
+    torch-fidelity's Inception-v3 (pip install "translate[metrics]"); logged as val/FID_B, val/KID_B, ...
+    On trainer.val_max_images images they follow a run's trend; they are not comparable with test-set FIDs."""
 
-    # auto | true | false; Any because it is a bool or the string auto.
+    # false (they cost an Inception pass over each validation) | auto: when the weights are found | true: stop
+    # before training when torch-fidelity or the weights are missing. Any: a bool or the string auto.
     fid: Any = False
+    # The Inception weights file; null: torch-fidelity's cache (see translate-test's metrics, README).
     inception_weights: Optional[str] = None
     kid_subset_size: int = 1000
 
 
 @dataclass
 class TrainConfig:
+    """translate-train's composed config: one group per concern (conf/train.yaml lists them)."""
+
     seed: int = 0
+    # Free-form label for the run; shows in the saved config.
     name: Optional[str] = None
+    # Continue a run: its directory (uses checkpoints/latest.pt) or a checkpoint file.
     resume: Optional[str] = None
     model: Any = None
     data: Any = None
@@ -185,53 +157,3 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     metrics: ValMetricsConfig = field(default_factory=ValMetricsConfig)
-
-
-def _apply(schema: type, node: Any, where: str) -> DictConfig:
-    try:
-        return OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
-    except OmegaConfBaseException as err:
-        key = ".".join(k for k in (where, getattr(err, "full_key", None) or "") if k)
-        message = str(getattr(err, "msg", err)).splitlines()[0]
-        raise ConfigError(f"{key}: {message}") from None
-
-
-def _registry_choice(node: Any, key: str, registry: dict, group: str) -> type:
-    name = node.get(key) if isinstance(node, DictConfig) else None
-    if name not in registry:
-        raise ConfigError(
-            f"{group}.{key}={name!r} is not known; choose one of: {', '.join(sorted(registry))}"
-        )
-    return registry[name]
-
-
-def validate(cfg: DictConfig, testing: bool = False) -> DictConfig:
-    """Return ``cfg`` merged into the typed schemas; raise ConfigError naming the first bad key.
-
-    ``testing`` also accepts ``data=single`` (one folder, one way) for image-to-image models."""
-    from translate.data import DATASETS
-    from translate.models import MODELS
-
-    if not isinstance(cfg.get("model"), DictConfig):
-        raise ConfigError("model: no model selected; add model=cgan|pix2pix|cyclegan|classifier")
-    if not isinstance(cfg.get("data"), DictConfig):
-        raise ConfigError("data: no dataset selected; add data=<name>, e.g. data=mnist")
-    model_cls = _registry_choice(cfg.model, "name", MODELS, "model")
-    data_schema = _registry_choice(cfg.data, "kind", DATASETS, "data").config_class
-    kinds = model_cls.data_kinds + (("single",) if testing and model_cls.task == "translate" else ())
-    if cfg.data.kind not in kinds:
-        raise ConfigError(
-            f"data={cfg.data.get('name')} is {cfg.data.kind} data, but model={cfg.model.name} needs "
-            f"{' or '.join(kinds)} data (see conf/data/)"
-        )
-    if not testing and cfg.get("metrics", {}).get("fid") is True and model_cls.task != "translate":
-        raise ConfigError(
-            f"metrics.fid=true: Inception FID/KID apply to pix2pix and CycleGAN, not model={cfg.model.name} "
-            "(the cGAN's validation reports fid_mnist_classifier); remove metrics.fid"
-        )
-    rest = {k: v for k, v in cfg.items() if k not in ("model", "data")}
-    typed = _apply(TrainConfig, rest, "")
-    typed.model = _apply(model_cls.config_class, cfg.model, "model")
-    typed.data = _apply(data_schema, cfg.data, "data")
-    OmegaConf.set_struct(typed, True)
-    return typed

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from translate.checkpoint import atomic_write
+from translate.files import atomic_write
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

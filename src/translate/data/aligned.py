@@ -16,16 +16,9 @@ from typing import Any
 from PIL import Image
 
 from translate.data.configs import Preprocess
-from translate.data.folders import (
-    DatasetLayoutError,
-    DatasetNotFoundError,
-    FolderDataset,
-    convert_channels,
-    find_images,
-    limit,
-    load_image,
-)
+from translate.data.folders import FolderDataset, convert_channels, find_images, limit, load_image
 from translate.data.sampling import SampleKey, sample_rng
+from translate.errors import DatasetLayoutError, DatasetNotFoundError
 
 _SHOWN = 5
 
@@ -41,8 +34,7 @@ def _by_stem(files: list[Path], folder: Path) -> dict[str, Path]:
         key = path.relative_to(folder).with_suffix("").as_posix()
         if key in keyed:
             raise DatasetLayoutError(
-                f"{keyed[key]} and {path}: two images named {key!r}; pairs are matched by name "
-                "without extension, so keep one"
+                f"{keyed[key]} and {path}: two images named {key!r}; pairs are matched by name without extension, so keep one"
             )
         keyed[key] = path
     return keyed
@@ -57,15 +49,9 @@ def match_pairs(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
     a = _by_stem(find_images(a_dir, f"images paired by name with {b_dir}"), a_dir)
     b = _by_stem(find_images(b_dir, f"images paired by name with {a_dir}"), b_dir)
     sides = ((sorted(a.keys() - b.keys()), a_dir, b_dir), (sorted(b.keys() - a.keys()), b_dir, a_dir))
-    problems = [
-        f"{len(names)} in {here} have no partner in {there} ({_examples(names)})"
-        for names, here, there in sides
-        if names
-    ]
+    problems = [f"{len(names)} in {here} have no partner in {there} ({_examples(names)})" for names, here, there in sides if names]
     if problems:
-        raise DatasetLayoutError(
-            f"unpaired images (pairs match by name without extension): {'; '.join(problems)}"
-        )
+        raise DatasetLayoutError(f"unpaired images (pairs match by name without extension): {'; '.join(problems)}")
     return [(a[key], b[key]) for key in sorted(a)]
 
 
@@ -78,10 +64,7 @@ class AlignedDataset(FolderDataset):
     decoded, is smaller than the crop, or (layout b) does not match its partner's size.
     """
 
-    layout = (
-        "either <root>/{split}/ with A|B side-by-side images, "
-        "or <root>/A/{split}/ and <root>/B/{split}/ with pairs of the same name"
-    )
+    layout = "either <root>/{split}/ with A|B side-by-side images, or <root>/A/{split}/ and <root>/B/{split}/ with pairs of the same name"
 
     def __init__(self, cfg: Any, split: str, train: bool) -> None:
         super().__init__(cfg, split, train)
@@ -94,9 +77,7 @@ class AlignedDataset(FolderDataset):
                 f"{a_dir if a_dir.is_dir() else b_dir} (separate A/B files); keep one layout"
             )
         if not combined.is_dir() and not separate:
-            raise DatasetNotFoundError(
-                f"{self.root}: found neither {combined} nor {a_dir} + {b_dir}; expected {self.expected}"
-            )
+            raise DatasetNotFoundError(f"{self.root}: found neither {combined} nor {a_dir} + {b_dir}; expected {self.expected}")
         self.side_by_side = combined.is_dir()
         if self.side_by_side:
             pairs = [(p, p) for p in find_images(combined, self.expected)]

@@ -1,4 +1,4 @@
-"""Typed schemas of the ``data`` config group, one per dataset kind."""
+"""Typed schemas of the ``data`` config group, one per dataset kind; no torch."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ class Direction(Choice):
 
 @dataclass
 class MNISTDataConfig:
-    """torchvision's MNIST (``bundled: true`` reads the small real subset shipped in the package)."""
+    """torchvision's MNIST under ``root`` (downloaded there when online and ``download`` is true);
+    ``bundled: true`` reads the small real subset shipped in the package instead."""
 
     name: str = "mnist"
     kind: str = "mnist"
@@ -43,12 +44,13 @@ class ImageDataConfig:
     target (``output_nc`` channels), as in the reference implementation.
     """
 
-    name: str = "images"
+    name: str = "aligned"
     kind: str = "aligned"
     root: str = "???"
     download: bool = False
     load_size: int = 286
     crop_size: int = 256
+    # resize_and_crop | crop | scale_width | scale_width_and_crop | none (see translate.data.transforms)
     preprocess: Preprocess = Preprocess.resize_and_crop
     flip: bool = True
     direction: Direction = Direction.AtoB
@@ -56,6 +58,11 @@ class ImageDataConfig:
     output_nc: int = 3
     max_dataset_size: Optional[int] = None
     serial_batches: bool = False
-    # Scan every image once before training and leave out (logging each) the ones that cannot be used.
+    # true: decode every image once before training and leave out (logging each by name) those that are
+    # corrupt, truncated, empty or smaller than the crop; false: the first bad read stops training.
     skip_bad: bool = False
     num_workers: int = 4
+
+
+#: The schema of each ``data.kind``.
+DATA_SCHEMAS = {"mnist": MNISTDataConfig, "aligned": ImageDataConfig, "unaligned": ImageDataConfig, "single": ImageDataConfig}

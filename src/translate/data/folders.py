@@ -18,9 +18,9 @@ from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 from torch.utils.data import Dataset
 
-from translate.config import ConfigError
-from translate.data.configs import Direction, ImageDataConfig
-from translate.data.transforms import ImageTooSmallError, ImageTransform
+from translate.data.configs import Direction
+from translate.data.transforms import ImageTransform
+from translate.errors import BadImageError, ConfigError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
 
 log = logging.getLogger(__name__)
 # A run builds a split's dataset more than once (training, the image grid, validation): each message
@@ -35,19 +35,6 @@ T = TypeVar("T")
 # Pillow's modes for integer images wider than 8 bits. Their samples are read as 16-bit
 # (0..65535) intensities; Pillow's own conversion to "L" would clip them at 255 instead.
 _WIDE_INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset folder is missing or holds no images; the message names it and the expected layout."""
-
-
-class DatasetLayoutError(ValueError):
-    """The folders exist but do not form a usable dataset (ambiguous layout, unpaired files)."""
-
-
-class BadImageError(ValueError):
-    """An image file cannot be decoded (corrupt, truncated, empty, not an image); names the file.
-    Also raised, naming the folder, when ``data.skip_bad`` leaves no usable image at all."""
 
 
 #: The errors that make one file unusable; ``data.skip_bad`` drops files that raise them.
@@ -80,9 +67,7 @@ def find_images(folder: PathLike, expected: str = "a folder of images") -> list[
         found.extend(Path(dirpath, f) for f in filenames if not _hidden(f) and is_image_file(f))
     if not found:
         extensions = ", ".join(sorted(e.lstrip(".") for e in IMG_EXTENSIONS))
-        raise DatasetNotFoundError(
-            f"{folder}: no images found (looked for {extensions}, any case); expected {expected}"
-        )
+        raise DatasetNotFoundError(f"{folder}: no images found (looked for {extensions}, any case); expected {expected}")
     return sorted(found)
 
 
@@ -98,9 +83,7 @@ def limit(items: Sequence[T], max_size: int | None) -> list[T]:
 def check_channels(channels: int, key: str) -> int:
     """Return ``channels`` if images can be read with that many (1: grayscale, 3: RGB)."""
     if channels not in (1, 3):
-        raise ConfigError(
-            f"{key}={channels}: image folders hold grayscale (1 channel) or RGB (3) images; use 1 or 3"
-        )
+        raise ConfigError(f"{key}={channels}: image folders hold grayscale (1 channel) or RGB (3) images; use 1 or 3")
     return channels
 
 
@@ -180,7 +163,6 @@ class FolderDataset(Dataset):
         train: random crop and flip when True; centre crop and no flip when False.
     """
 
-    config_class = ImageDataConfig
     #: Where the subclass expects its images, for error messages; ``{split}`` is filled in.
     layout = "images under data.root"
 

@@ -13,9 +13,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import MNIST
 from torchvision.transforms.v2 import functional as TF
 
-from translate.data.configs import MNISTDataConfig
-from translate.data.folders import DatasetNotFoundError
 from translate.data.sampling import SampleKey, sample_rng
+from translate.errors import DatasetNotFoundError
 
 NUM_CLASSES = 10
 SPLITS = ("train", "test")
@@ -57,8 +56,6 @@ class MNISTDataset(Dataset):
 
     Items: ``{"image": Tensor[1, S, S], "label": int64}``. Splits: ``train`` and ``test``.
     """
-
-    config_class = MNISTDataConfig
 
     def __init__(self, cfg: Any, split: str = "train", train: bool = True) -> None:
         if split not in SPLITS:

@@ -27,18 +27,14 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from translate.config import ConfigError
 from translate.data.configs import Preprocess
+from translate.errors import ConfigError, ImageTooSmallError
 
 Size = Tuple[int, int]
 _CROPPING = frozenset({Preprocess.resize_and_crop, Preprocess.crop, Preprocess.scale_width_and_crop})
 _RESIZING_BEFORE_CROP = frozenset({Preprocess.resize_and_crop, Preprocess.scale_width_and_crop})
 # Sides a multiple of this survive the ResNet generator's two stride-2 downsamplings unchanged.
 _SIDE_MULTIPLE = 4
-
-
-class ImageTooSmallError(ValueError):
-    """An image is smaller than the crop after resizing; the message names the file and the sizes."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +73,7 @@ class ImageTransform:
             self.preprocess = Preprocess(str(preprocess))
         except ValueError:
             choices = ", ".join(p.value for p in Preprocess)
-            raise ConfigError(
-                f"data.preprocess={preprocess!r} is not known; choose one of: {choices}"
-            ) from None
+            raise ConfigError(f"data.preprocess={preprocess!r} is not known; choose one of: {choices}") from None
         for key, value in (("load_size", load_size), ("crop_size", crop_size)):
             if value < 1:
                 raise ConfigError(f"data.{key}={value}: must be a positive number of pixels")

@@ -1,22 +1,34 @@
-"""Models by name (``model.name``). Adding one means adding its file and a line here, nothing else."""
+"""Models by name (``model.name``): each name maps to its schema and to the class that implements it.
+
+The schemas (``translate.models.configs``) load without torch; a model's module is imported only when that
+model is chosen (:func:`model_class`). Adding a model means adding its module, its schema and a line here.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+import importlib
+from dataclasses import dataclass
+from typing import Dict
 
-from translate.models.base import DataInfo, GANModel
-from translate.models.cgan import CGAN
-from translate.models.classifier import Classifier
-from translate.models.cyclegan import CycleGAN
-from translate.models.pix2pix import Pix2Pix
+from translate.models.configs import CGANConfig, ClassifierConfig, CycleGANConfig, Pix2PixConfig
 
-MODELS: Dict[str, type] = {
-    "cgan": CGAN,
-    "pix2pix": Pix2Pix,
-    "cyclegan": CycleGAN,
-    "classifier": Classifier,
+
+@dataclass(frozen=True)
+class ModelEntry:
+    schema: type
+    #: ``module:Class`` of the implementation.
+    target: str
+
+
+MODELS: Dict[str, ModelEntry] = {
+    "cgan": ModelEntry(CGANConfig, "translate.models.cgan:CGAN"),
+    "pix2pix": ModelEntry(Pix2PixConfig, "translate.models.pix2pix:Pix2Pix"),
+    "cyclegan": ModelEntry(CycleGANConfig, "translate.models.cyclegan:CycleGAN"),
+    "classifier": ModelEntry(ClassifierConfig, "translate.models.classifier:Classifier"),
 }
 
 
-def build_model(cfg: Any, info: Mapping[str, Any]) -> GANModel:
-    return MODELS[str(cfg.name)](cfg, DataInfo(**info))
+def model_class(name: str) -> type:
+    """The class of model ``name`` (a key of :data:`MODELS`), importing its module now."""
+    module, cls = MODELS[name].target.split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -6,6 +6,9 @@ A model is an ``nn.Module`` that owns its networks and losses and declares:
 - ``training_step(batch, opt)``: one optimisation step, written in the order of the paper's equations,
   calling ``opt.step(name, loss)`` for each update and returning its scalar losses and diagnostics;
 - ``visuals(batch)``: named rows of images for the TensorBoard grid;
+- ``translate(batch)`` (image-to-image models): the test-time visuals of a batch;
+- ``evaluation``: the name of its protocol in ``translate.evaluation.protocols`` (datasets, metrics,
+  validation and translate-test's outputs), which this layer does not import;
 - ``extra_state()`` / ``load_extra_state()``: training state beyond the networks (e.g. image pools).
 The engine knows nothing else about any model.
 """
@@ -14,19 +17,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, ContextManager, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, ContextManager, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
 
-from translate import fid
-from translate.config import ModelConfig
-from translate.data import build_dataset, first_split
-from translate.evaluation import evaluate
-
-
-Validation = Callable[["GANModel", torch.device, bool], Dict[str, Dict[str, float]]]
+from translate.models import model_class
 
 
 @dataclass(frozen=True)
@@ -63,12 +59,13 @@ def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
 class GANModel(nn.Module):
     """Base class of every model; see the module docstring for the contract."""
 
-    config_class: ClassVar[type] = ModelConfig
     #: ``generate`` (noise + label -> image, the cGAN) or ``translate`` (image -> image).
     task: ClassVar[str] = "translate"
     optimizer_groups: ClassVar[Mapping[str, Tuple[str, ...]]] = {}
     #: The ``data.kind`` values this model can train or test on.
     data_kinds: ClassVar[Tuple[str, ...]] = ()
+    #: Its evaluation protocol, by name (see ``translate.evaluation.protocols``).
+    evaluation: ClassVar[str] = ""
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__()
@@ -93,46 +90,13 @@ class GANModel(nn.Module):
         """Test time: named visuals [N, C, H, W] (real_A, fake_B, ...) for a batch of test inputs."""
         raise NotImplementedError
 
-    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Per-image metrics [N] computed from :meth:`translate`'s visuals, by name."""
-        return {}
-
-    def test_datasets(self, data: Any, split: str) -> List[Dataset]:
-        """The datasets ``translate-test`` runs through :meth:`translate`."""
-        return [build_dataset(data, split, train=False)]
-
-    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any) -> Optional[Validation]:
-        """How the engine validates this model every ``trainer.val_every_n_epochs``, or None: a callable
-        ``(model, device, probe) -> {metric: {"mean", "num_images"}}`` (``probe``: on a couple of inputs,
-        just to learn the metrics' names). Image-to-image models: their test metrics on the ``val`` split,
-        and FID/KID when the ``metrics`` section turns them on (see :func:`fid.check_fid`)."""
-        found = first_split(data, ("val",)) if self.task == "translate" else None
-        if found is None:
-            return None
-        datasets = self.test_datasets(data, found[0])
-        lookup = fid.check_fid(metrics)
-        inception: List[fid.FeatureExtractor] = []
-
-        def validate(model: "GANModel", device: torch.device, probe: bool) -> Dict[str, Dict[str, float]]:
-            distributions = None
-            if lookup is not None and lookup.path is not None:
-                if not inception:  # built at the first validation, on the training device, then kept
-                    inception.append(fid.inception_extractor(lookup.path, device))
-                distributions = fid.DistributionMetrics(inception[0], int(metrics.kid_subset_size))
-            # A probe needs two inputs per direction: FID and KID are not defined on one image.
-            scores = evaluate(
-                model, datasets, batch_size, device, 2 if probe else max_images,
-                on_batch=None if distributions is None else lambda batch, visuals: distributions.update(visuals),
-                progress=False,
-            )
-            if distributions is not None:
-                scores.update(distributions.compute())
-            return scores
-
-        return validate
-
     def extra_state(self) -> Dict[str, Any]:
         return {}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         pass
+
+
+def build_model(cfg: Any, info: Mapping[str, Any]) -> GANModel:
+    """The model ``cfg.name`` names, built from its config ``cfg`` for data described by ``info``."""
+    return model_class(str(cfg.name))(cfg, DataInfo(**info))

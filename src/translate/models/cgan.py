@@ -7,47 +7,21 @@ G maximises  log D(G(z | y) | y)  (the non-saturating form of min log(1 - D(G(z 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
-from translate.config import ConfigError, InitType, ModelConfig
+from translate.errors import ConfigError
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, Validation, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
 from translate.networks.discriminators import ConditionalDiscriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
 
 
-@dataclass
-class DCGANGeneratorConfig:
-    arch: str = "dcgan"
-    ngf: int = 64
-    init_type: InitType = InitType.normal
-    init_gain: float = 0.02
-
-
-@dataclass
-class DCGANDiscriminatorConfig:
-    arch: str = "dcgan"
-    ndf: int = 64
-    init_type: InitType = InitType.normal
-    init_gain: float = 0.02
-
-
-@dataclass
-class CGANConfig(ModelConfig):
-    name: str = "cgan"
-    z_dim: int = 100
-    num_classes: int = 10
-    generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
-    discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
-
-
 class CGAN(GANModel):
-    config_class = CGANConfig
     task = "generate"
+    evaluation = "digits"
     data_kinds = ("mnist",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
@@ -61,20 +35,11 @@ class CGAN(GANModel):
         self.netG = init_weights(
             ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf), g.init_type, g.init_gain
         )
-        self.netD = init_weights(
-            ConditionalDiscriminator(info.input_nc, cfg.num_classes, info.image_size, d.ndf), d.init_type, d.init_gain
-        )
+        self.netD = init_weights(ConditionalDiscriminator(info.input_nc, cfg.num_classes, info.image_size, d.ndf), d.init_type, d.init_gain)
         self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
         # The same noise every time the grid is drawn, so successive grids show training progress, not luck.
         fixed = torch.randn(cfg.num_classes, cfg.z_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_z", fixed, persistent=False)
-
-    def validation(self, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any) -> Optional[Validation]:
-        """Scores of digits generated from fixed noise, judged by the shipped MNIST classifier (whose
-        features give ``fid_mnist_classifier``; Inception FID does not apply to 32 x 32 digits)."""
-        from translate.cgan_metrics import GeneratorValidation  # loads the classifier's code only when used
-
-        return GeneratorValidation(data, max_images, seed)
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images [N, C, S, S] in [-1, 1] for noise z [N, z_dim] and classes [N]."""

@@ -2,21 +2,20 @@
 
 It exists to judge the cGAN: the copy shipped in the package (``translate/assets/mnist_classifier.pt``,
 made by ``scripts/train_mnist_classifier.py``) scores generated digits offline and comparably across runs
-(see :mod:`translate.cgan_metrics`). Training minimises the cross-entropy of small random affine
+(see :mod:`translate.evaluation.digits`). Training minimises the cross-entropy of small random affine
 transforms of the digits, so that it also reads digits that are drawn a little off-centre.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate.config import ConfigError, OptimConfig
+from translate.errors import ConfigError
 from translate.models.base import DataInfo, GANModel, Optimization
 
 
@@ -74,23 +73,11 @@ def random_affine(
     return F.grid_sample(images - background, grid, align_corners=False) + background
 
 
-@dataclass
-class ClassifierConfig:
-    name: str = "classifier"
-    num_classes: int = 10
-    channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    dropout: float = 0.2
-    # Training augmentation: per-image rotation (degrees) and shift (fraction of the side).
-    max_rotation: float = 10.0
-    max_translation: float = 0.1
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, beta1=0.9))
-
-
 class Classifier(GANModel):
     """``C(x)``: class logits for a digit. Minimises the cross-entropy of ``C(augment(x))`` and ``y``."""
 
-    config_class = ClassifierConfig
     task = "classify"
+    evaluation = "classification"
     data_kinds = ("mnist",)
     optimizer_groups = {"C": ("C",)}
 

@@ -10,54 +10,21 @@ from a history of generated images (the image pool).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, Mapping
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
-from torch.utils.data import Dataset
 
-from translate.config import ConfigError, DiscriminatorConfig, GanMode, GeneratorConfig, ModelConfig, Norm
-from translate.data.folders import DatasetNotFoundError
-from translate.data.single import SingleDataset
+from translate.errors import ConfigError
 from translate.image_pool import ImagePool
 from translate.losses import GANLoss, gradient_penalty
-from translate.metrics import l1
 from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
-@dataclass
-class CycleGANConfig(ModelConfig):
-    name: str = "cyclegan"
-    gan_mode: GanMode = GanMode.lsgan
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    lambda_identity: float = 0.5
-    pool_size: int = 50
-    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="resnet_9blocks", norm=Norm.instance))
-    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.instance))
-
-
-class _AsDomainB(Dataset):
-    """Presents a one-folder dataset's items as B-domain inputs, for G_B."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: Any) -> Dict[str, Any]:
-        item = self.dataset[key]
-        return {"B": item["A"], "B_path": item["A_path"]}
-
-
 class CycleGAN(GANModel):
-    config_class = CycleGANConfig
+    evaluation = "cycle"
     data_kinds = ("unaligned",)
     optimizer_groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
 
@@ -141,34 +108,9 @@ class CycleGAN(GANModel):
             out.update(real_B=batch["B"], fake_A=fake_A, rec_B=self.netG_A(fake_A))
         return out
 
-    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return {
-            f"cycle_L1_{side}": l1(visuals[f"rec_{side}"].float(), visuals[f"real_{side}"].float())
-            for side in ("A", "B")
-            if f"real_{side}" in visuals
-        }
-
     @torch.no_grad()
     def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return self.translate(batch)
-
-    def test_datasets(self, data: Any, split: str) -> List[Dataset]:
-        """Unaligned data: every image of <split>A through G_A, then every image of <split>B through G_B.
-        A single folder: one way, G_A for direction=AtoB, G_B for BtoA."""
-        if data.kind == "single":
-            side = "A" if str(data.direction) == "AtoB" else "B"
-            return [self._one_way(data, split, side)]
-        folders = ("A", "B") if str(data.direction) == "AtoB" else ("B", "A")
-        for folder in folders:
-            path = Path(str(data.root)).expanduser() / f"{split}{folder}"
-            if not path.is_dir():
-                raise DatasetNotFoundError(f"test folder {path} not found; expected {split}A/ and {split}B/ under data.root")
-        return [self._one_way(data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
-
-    def _one_way(self, data: Any, split: str, side: str) -> Dataset:
-        channels = self.info.input_nc if side == "A" else self.info.output_nc
-        single = SingleDataset(OmegaConf.merge(data, {"kind": "single", "input_nc": channels}), split, train=False)
-        return single if side == "A" else _AsDomainB(single)
 
     def extra_state(self) -> Dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}

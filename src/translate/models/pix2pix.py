@@ -7,30 +7,19 @@ G minimises  GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Dict
 
 import torch
 import torch.nn.functional as F
 
-from translate.config import DiscriminatorConfig, GeneratorConfig, ModelConfig, Norm
 from translate.losses import GANLoss, gradient_penalty
-from translate.metrics import l1, psnr, ssim
 from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
-@dataclass
-class Pix2PixConfig(ModelConfig):
-    name: str = "pix2pix"
-    lambda_L1: float = 100.0
-    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="unet_256", norm=Norm.batch, dropout=True))
-    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.batch))
-
-
 class Pix2Pix(GANModel):
-    config_class = Pix2PixConfig
+    evaluation = "paired"
     data_kinds = ("aligned",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
@@ -84,12 +73,6 @@ class Pix2Pix(GANModel):
         if "B" in batch:
             out["real_B"] = batch["B"]
         return out
-
-    def test_metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        if "real_B" not in visuals:
-            return {}
-        fake, real = visuals["fake_B"].float(), visuals["real_B"].float()
-        return {"L1": l1(fake, real), "PSNR": psnr(fake, real), "SSIM": ssim(fake, real)}
 
     @torch.no_grad()
     def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate.config import ConfigError, DiscriminatorConfig
+from translate.errors import ConfigError
+from translate.networks.configs import DiscriminatorConfig
 from translate.networks.generators import resolve_preset
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
@@ -58,8 +59,7 @@ class NLayerDiscriminator(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(
-                f"n_layers={n_layers} is not supported by NLayerDiscriminator; use n_layers >= 1 "
-                "(PixelDiscriminator is the 1x1 case)"
+                f"n_layers={n_layers} is not supported by NLayerDiscriminator; use n_layers >= 1 (PixelDiscriminator is the 1x1 case)"
             )
         make_norm, bias = norm_layer(norm), uses_bias(norm)
         channels = [ndf * min(2**n, 8) for n in range(n_layers + 1)]
@@ -158,12 +158,7 @@ def receptive_field(net: nn.Module, input_nc: int, size: int = 512) -> int:
     """
     probe = copy.deepcopy(net).to("cpu", torch.float64).eval()
     norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-    swaps = [
-        (parent, name)
-        for parent in probe.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, norms)
-    ]
+    swaps = [(parent, name) for parent in probe.modules() for name, child in parent.named_children() if isinstance(child, norms)]
     for parent, name in swaps:
         setattr(parent, name, nn.Identity())
     with torch.no_grad():

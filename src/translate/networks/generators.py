@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate.config import ConfigError, GeneratorConfig
+from translate.errors import ConfigError
+from translate.networks.configs import GeneratorConfig
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
 
@@ -155,9 +156,7 @@ class UnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if num_downs < 5:
-            raise ValueError(
-                f"num_downs={num_downs} is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)"
-            )
+            raise ValueError(f"num_downs={num_downs} is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)")
         self.num_downs = num_downs
         self.input_multiple = 2**num_downs
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
@@ -165,9 +164,7 @@ class UnetGenerator(nn.Module):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
         for mult in (4, 2, 1):
             block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(
-            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
-        )
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.input_multiple, f"UnetGenerator(num_downs={self.num_downs})")
@@ -268,9 +265,7 @@ GENERATOR_ARCHS: dict[str, tuple[str, str, Optional[int]]] = {
 }
 
 
-def resolve_preset(
-    section: str, presets: Mapping[str, tuple[str, str, Optional[int]]], cfg: Any, defaults: Any
-) -> tuple[str, int]:
+def resolve_preset(section: str, presets: Mapping[str, tuple[str, str, Optional[int]]], cfg: Any, defaults: Any) -> tuple[str, int]:
     """Return ``(family, depth)`` for ``cfg.arch``; shared by the generator and discriminator factories.
 
     A preset name (e.g. ``unet_128``) fixes the depth and wins over the schema default of the depth key
@@ -286,10 +281,7 @@ def resolve_preset(
     if fixed is None:
         return family, value
     if value not in (fixed, getattr(defaults, key)):
-        raise ConfigError(
-            f"{section}.arch={arch} implies {key}={fixed} but {section}.{key}={value}; "
-            f"set arch={family} to choose the depth"
-        )
+        raise ConfigError(f"{section}.arch={arch} implies {key}={fixed} but {section}.{key}={value}; set arch={family} to choose the depth")
     return family, fixed
 
 
@@ -305,9 +297,7 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
         if family == "unet":
             net: nn.Module = UnetGenerator(input_nc, output_nc, depth, cfg.ngf, str(cfg.norm), bool(cfg.dropout))
         else:
-            net = ResnetGenerator(
-                input_nc, output_nc, cfg.ngf, str(cfg.norm), bool(cfg.dropout), depth, str(cfg.padding_type)
-            )
+            net = ResnetGenerator(input_nc, output_nc, cfg.ngf, str(cfg.norm), bool(cfg.dropout), depth, str(cfg.padding_type))
         return init_weights(net, cfg.init_type, cfg.init_gain)
     except ValueError as err:
         raise ConfigError(f"{section}.{err}") from None

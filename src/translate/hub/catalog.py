@@ -11,7 +11,7 @@ the reference's names, except where a CycleGAN and a pix2pix file share one:
   keep the plain names.
 
 No checksums are published upstream, so every ``sha256`` is None; the first verified download of a
-file records its hash, and later downloads must match it (see ``translate.download``).
+file records its hash, and later downloads must match it (see ``translate.hub.download``).
 """
 
 from __future__ import annotations
@@ -23,16 +23,9 @@ from typing import Dict, Mapping, Optional, Tuple, TypeVar
 
 from translate.config import Choice
 from translate.data.folders import is_image_file
+from translate.errors import UnknownNameError
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu"
-
-
-class DataError(Exception):
-    """A user-facing data problem; its message is one line that says what happened and what to do."""
-
-
-class UnknownNameError(DataError):
-    """A dataset or generator name that the catalog does not hold."""
 
 
 class Family(Choice):
@@ -198,9 +191,7 @@ DATASETS: Dict[str, DatasetEntry] = _by_name(
     _cyclegan_dataset("iphone2dslr_flower", 320),
     _cyclegan_dataset("ae_photos", None, layout=IMAGES, note="test photos for the style_* generators"),
     _cyclegan_dataset("mini", None, note="tiny, for smoke tests"),
-    _cyclegan_dataset(
-        "mini_pix2pix", None, layout=ALIGNED, family=Family.pix2pix, note="tiny, for smoke tests"
-    ),
+    _cyclegan_dataset("mini_pix2pix", None, layout=ALIGNED, family=Family.pix2pix, note="tiny, for smoke tests"),
     _cyclegan_dataset(
         "mini_colorization",
         None,
@@ -248,8 +239,7 @@ MODELS: Dict[str, ModelEntry] = _by_name(
 
 # Names users try that are deliberately absent, with the reason.
 _NOT_DISTRIBUTED = {
-    "cityscapes": "its licence forbids redistribution: register at https://www.cityscapes-dataset.com "
-    "and build the folders yourself",
+    "cityscapes": "its licence forbids redistribution: register at https://www.cityscapes-dataset.com and build the folders yourself",
 }
 
 
@@ -284,9 +274,7 @@ def _find(
     if name in _NOT_DISTRIBUTED:
         raise UnknownNameError(f"{kind} '{name}' cannot be downloaded: {_NOT_DISTRIBUTED[name]}")
     if name in other:
-        raise UnknownNameError(
-            f"'{name}' is not a {kind} but a {other_kind}; run: translate-data {other_command} {name}"
-        )
+        raise UnknownNameError(f"'{name}' is not a {kind} but a {other_kind}; run: translate-data {other_command} {name}")
     close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "run 'translate-data list' to see them all"
     raise UnknownNameError(f"unknown {kind} '{name}'; {hint}")

@@ -1,27 +1,27 @@
-"""Running a model's ``translate`` over datasets and averaging its per-image metrics.
+"""Running a model's ``translate`` over datasets and averaging per-image metrics.
 
-Shared by ``translate-test`` (which also writes every image) and the engine's validation.
+Shared by ``translate-test`` (which also writes every image) and validation during training.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from translate.devices import move_to
-
-if TYPE_CHECKING:  # the models use this module for their validation
-    from translate.models.base import GANModel
+from translate.data.batch import move_to
 
 BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor]], None]
+#: Per-image metrics ``{name: [N]}`` of a batch's visuals (real_A, fake_B, ...).
+PerImageMetrics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 
 @torch.no_grad()
 def evaluate(
-    model: "GANModel",
+    model: Any,
+    metrics_of: PerImageMetrics,
     datasets: List[Dataset],
     batch_size: int,
     device: torch.device,
@@ -29,8 +29,9 @@ def evaluate(
     on_batch: Optional[BatchCallback] = None,
     progress: bool = True,
 ) -> Dict[str, Dict[str, float]]:
-    """Translate the first ``limit`` inputs (all when None) of each of ``datasets`` in order,
-    deterministically: each dataset is one direction (CycleGAN's testA and testB), and both get scored.
+    """Translate the first ``limit`` inputs (all when None) of each of ``datasets`` in order with
+    ``model.translate``, deterministically: each dataset is one direction (CycleGAN's testA and testB),
+    and both get scored by ``metrics_of``.
 
     Returns ``{metric: {"mean": float, "num_images": int}}`` over every image; ``on_batch(batch,
     visuals)`` sees each batch (on the CPU side: paths, etc.) with its visuals.
@@ -39,9 +40,11 @@ def evaluate(
     counts: Dict[str, int] = {}
     for dataset in datasets:
         n = len(dataset) if limit is None else min(len(dataset), limit)
-        for batch in tqdm(DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress):
+        for batch in tqdm(
+            DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress
+        ):
             visuals = model.translate(move_to(batch, device, False))
-            for key, values in model.test_metrics(visuals).items():
+            for key, values in metrics_of(visuals).items():
                 sums[key] = sums.get(key, 0.0) + float(values.double().sum())
                 counts[key] = counts.get(key, 0) + values.numel()
             if on_batch is not None:

@@ -26,15 +26,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
-from torch.utils.data import Dataset
 
-from translate.checkpoint import CheckpointError, is_translate_checkpoint, read_weights
-from translate.config import GeneratorConfig
-from translate.data import build_dataset
-from translate.data.folders import DatasetNotFoundError
-from translate.models.base import DataInfo, GANModel
-from translate.models.pix2pix import Pix2Pix
-from translate.networks.generators import GENERATOR_ARCHS, build_generator, check_image_size
+from translate.errors import CheckpointError
+from translate.files import is_translate_checkpoint, read_weights
+from translate.networks.configs import GeneratorConfig
+from translate.networks.generators import GENERATOR_ARCHS, build_generator
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +56,11 @@ def reference_state_dict(obj: Any, path: PathLike) -> StateDict:
         raise CheckpointError(f"{path} holds {what}, not a generator state_dict (a mapping of names to tensors)")
     bad = next((k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
     if bad is not None:
-        raise CheckpointError(
-            f"{path} is not a generator state_dict: the value of {bad!r} is a {type(obj[bad]).__name__}, not a tensor"
-        )
+        raise CheckpointError(f"{path} is not a generator state_dict: the value of {bad!r} is a {type(obj[bad]).__name__}, not a tensor")
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    stale = [
-        k for k in state
-        if k.rsplit(".", 1)[-1] in _STALE_BUFFERS and f"{k.rsplit('.', 1)[0]}.weight" not in state
-    ]
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    stale = [k for k in state if k.rsplit(".", 1)[-1] in _STALE_BUFFERS and f"{k.rsplit('.', 1)[0]}.weight" not in state]
     for key in stale:
         del state[key]
     if stale:
@@ -128,9 +119,7 @@ def _resnet_layout(state: StateDict, path: PathLike) -> GeneratorLayout:
     dropout = zero_padding = None
     if blocks:
         prefix = f"model.{blocks[0]}.conv_block."
-        convs = sorted(
-            int(k[len(prefix):].split(".")[0]) for k, v in state.items() if k.startswith(prefix) and v.dim() == 4
-        )
+        convs = sorted(int(k[len(prefix) :].split(".")[0]) for k, v in state.items() if k.startswith(prefix) and v.dim() == 4)
         # pad, conv, norm, ReLU, [Dropout], pad, conv, norm; with zero padding the pads are absent
         if len(convs) != 2 or convs[0] not in (0, 1):
             raise CheckpointError(
@@ -164,14 +153,10 @@ def _unet_layout(state: StateDict, path: PathLike) -> GeneratorLayout:
         prefixes.append(child)
         child += "3.model."
     if len(prefixes) < 5:
-        raise CheckpointError(
-            f"{path} holds a U-Net with {len(prefixes)} levels; translate's U-Net needs {_SECTION}.num_downs >= 5"
-        )
+        raise CheckpointError(f"{path} holds a U-Net with {len(prefixes)} levels; translate's U-Net needs {_SECTION}.num_downs >= 5")
     down, up = state.get(_UNET_ROOT + "0.weight"), state.get(_UNET_ROOT + "3.weight")
     if down is None or up is None:
-        raise CheckpointError(
-            f"{path} lacks {_UNET_ROOT}0.weight or {_UNET_ROOT}3.weight, the outer convolutions of a reference U-Net"
-        )
+        raise CheckpointError(f"{path} lacks {_UNET_ROOT}0.weight or {_UNET_ROOT}3.weight, the outer convolutions of a reference U-Net")
     return GeneratorLayout(
         family="unet",
         depth=len(prefixes),
@@ -232,7 +217,11 @@ def apply_layout(layout: GeneratorLayout, cfg: Any = None, path: PathLike = "", 
             if value is not None and said[key] != value:
                 log.warning(
                     "%s implies %s.%s=%s (the config says %s); using the file's",
-                    path, _SECTION, key, _yaml(value), _yaml(said[key]),
+                    path,
+                    _SECTION,
+                    key,
+                    _yaml(value),
+                    _yaml(said[key]),
                 )
     return out
 
@@ -283,9 +272,7 @@ def generator_from_weights(
     return net, gen_cfg, layout
 
 
-def load_reference_generator(
-    path: PathLike, cfg: Any = None, input_nc: Optional[int] = None, output_nc: Optional[int] = None
-) -> nn.Module:
+def load_reference_generator(path: PathLike, cfg: Any = None, input_nc: Optional[int] = None, output_nc: Optional[int] = None) -> nn.Module:
     """The generator in a reference-format file (``latest_net_G.pth`` and the like), loaded safely.
 
     Args:
@@ -297,40 +284,3 @@ def load_reference_generator(
     Raises CheckpointError (one line, naming the file) for anything that is not such a generator.
     """
     return generator_from_weights(read_weights(path), path, cfg, input_nc, output_nc)[0]
-
-
-class GeneratorOnly(GANModel):
-    """One generator applied one way, as the reference tests a single generator file: real_A -> fake_B.
-
-    ``translate({"A": [N, input_nc, H, W], optional "B": [N, output_nc, H, W]})`` returns real_A, fake_B
-    and, when the data has B, real_B with pix2pix's paired metrics (L1, PSNR, SSIM).
-    """
-
-    optimizer_groups = {"G": ("G",)}
-    data_kinds = ("single", "aligned", "unaligned")
-
-    def __init__(self, netG: nn.Module, cfg: Any, info: DataInfo) -> None:
-        super().__init__(cfg, info)
-        self.netG = netG
-
-    # At test time pix2pix is exactly one generator applied one way; share its code rather than copy it.
-    translate = Pix2Pix.translate
-    test_metrics = Pix2Pix.test_metrics
-
-    def test_datasets(self, data: Any, split: str) -> List[Dataset]:
-        """``single``: the folder; ``aligned``: the split's A halves with B as target; ``unaligned``:
-        ``<split>A`` (``<split>B`` with direction=BtoA), one way."""
-        if data.kind == "unaligned":
-            side = "B" if str(data.direction) == "BtoA" else "A"
-            folder = Path(str(data.root)).expanduser() / f"{split}{side}"
-            if not folder.is_dir():
-                raise DatasetNotFoundError(
-                    f"test folder {folder} not found; a generator file translates {split}{side}/ of data.root "
-                    "(data.direction picks A or B)"
-                )
-            data, split = OmegaConf.merge(data, {"kind": "single"}), f"{split}{side}"
-        dataset = build_dataset(data, split, train=False)
-        size = dataset.info["image_size"]
-        if size is not None:
-            check_image_size(self.cfg, size, "data.crop_size")
-        return [dataset]

@@ -1,14 +1,10 @@
-"""Choosing the device and moving batches onto it."""
+"""Choosing the device a run trains or tests on."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-
-class DeviceError(RuntimeError):
-    """The requested device is not present; the message says which one would work."""
+from translate.errors import DeviceError
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -23,12 +19,3 @@ def resolve_device(accelerator: str) -> torch.device:
     if not available[accelerator]:
         raise DeviceError(f"device={accelerator} was requested but this machine has none; use device=auto or device=cpu")
     return torch.device(accelerator)
-
-
-def move_to(batch: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.dim() == 4 else batch
-    if isinstance(batch, dict):
-        return {k: move_to(v, device, channels_last) for k, v in batch.items()}
-    return batch

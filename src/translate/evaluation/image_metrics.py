@@ -18,10 +18,7 @@ DATA_RANGE = 2.0
 
 def _check_pair(fake: torch.Tensor, real: torch.Tensor) -> None:
     if fake.dim() != 4 or fake.shape != real.shape:
-        raise ValueError(
-            "paired metrics need two [N, C, H, W] batches of the same shape, "
-            f"got {tuple(fake.shape)} and {tuple(real.shape)}"
-        )
+        raise ValueError(f"paired metrics need two [N, C, H, W] batches of the same shape, got {tuple(fake.shape)} and {tuple(real.shape)}")
 
 
 def _difference(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -44,9 +41,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Structural similarity per image (Gaussian 11x11 window, on images rescaled to [0, 1]):
     ``[N, C, H, W] x 2 -> [N]``; 1 when equal."""
     _check_pair(fake, real)
-    return structural_similarity_index_measure(
-        (fake.float() + 1) / 2, (real.float() + 1) / 2, data_range=1.0, reduction="none"
-    )
+    return structural_similarity_index_measure((fake.float() + 1) / 2, (real.float() + 1) / 2, data_range=1.0, reduction="none")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

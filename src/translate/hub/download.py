@@ -42,16 +42,8 @@ from typing import IO, Callable, Dict, Generator, Iterator, Optional, Tuple, Uni
 from tqdm import tqdm
 
 from translate import __version__
-from translate.catalog import (
-    DATASETS,
-    DEFAULT_BASE_URL,
-    DataError,
-    DatasetEntry,
-    Entry,
-    ModelEntry,
-    find_dataset,
-    find_model,
-)
+from translate.errors import DatasetMissingError, DownloadError
+from translate.hub.catalog import DATASETS, DEFAULT_BASE_URL, DatasetEntry, Entry, ModelEntry, find_dataset, find_model
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -69,14 +61,6 @@ _USER_AGENT = f"translate-data/{__version__}"
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
 
 
-class DownloadError(DataError):
-    """A download, verification or extraction that failed; nothing but ``<file>.part`` is left."""
-
-
-class DatasetMissingError(DataError):
-    """A dataset that training needs is not on disk; the message gives the command that fetches it."""
-
-
 def default_data_dir() -> Path:
     """``$TRANSLATE_DATA_DIR``, else ``./data``: where datasets live and training reads them."""
     return Path(os.environ.get(DATA_DIR_ENV) or "data")
@@ -88,8 +72,7 @@ def resolve_base_url(mirror: Optional[str] = None) -> str:
     parts = urllib.parse.urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise DownloadError(
-            f"mirror '{base}' is not an http(s) base URL; use one such as https://mirror.example.org "
-            f"(set by --mirror or {MIRROR_ENV})"
+            f"mirror '{base}' is not an http(s) base URL; use one such as https://mirror.example.org (set by --mirror or {MIRROR_ENV})"
         )
     return base.rstrip("/")
 
@@ -147,9 +130,7 @@ def download_dataset(
         missing = entry.layout.missing(target)
         if not missing:
             return target
-        raise DownloadError(
-            f"{target} exists but lacks {', '.join(missing)}; move it away, or pass --force to replace it"
-        )
+        raise DownloadError(f"{target} exists but lacks {', '.join(missing)}; move it away, or pass --force to replace it")
     with _disk_errors("creating", data_dir):
         data_dir.mkdir(parents=True, exist_ok=True)
         # Extraction folders of a process that was killed: never a complete dataset.
@@ -207,9 +188,7 @@ def ensure_dataset(name: str, root: PathLike, download: bool, mirror: Optional[s
         if root.is_dir():
             return root
         if not download:
-            raise DatasetMissingError(
-                f"dataset folder {root} not found; set data.root to the folder that holds '{name}'"
-            )
+            raise DatasetMissingError(f"dataset folder {root} not found; set data.root to the folder that holds '{name}'")
     entry = find_dataset(name)
     missing = entry.layout.missing(root)
     if not missing:
@@ -219,12 +198,8 @@ def ensure_dataset(name: str, root: PathLike, download: bool, mirror: Optional[s
     command = f"translate-data download {name} --data-dir {shlex.quote(str(root.parent))}"
     then = "" if root.name == name else f", then set data.root={root.parent / name}"
     if root.exists():
-        raise DatasetMissingError(
-            f"dataset '{name}' at {root} lacks {', '.join(missing)}; run: {command} --force{then}"
-        )
-    raise DatasetMissingError(
-        f"dataset '{name}' not found at {root}; run: {command}{then} (or add data.download=true)"
-    )
+        raise DatasetMissingError(f"dataset '{name}' at {root} lacks {', '.join(missing)}; run: {command} --force{then}")
+    raise DatasetMissingError(f"dataset '{name}' not found at {root}; run: {command}{then} (or add data.download=true)")
 
 
 def _download_verified(entry: Entry, url: str, part: Path, dest: Path, store: Path, timeout: float) -> str:
@@ -257,8 +232,7 @@ def _fetch(url: str, part: Path, desc: str, timeout: float) -> None:
             reason = exc
     have = part.stat().st_size if part.exists() else 0
     raise DownloadError(
-        f"download of {url} broke off {ATTEMPTS} times ({reason}); {have} bytes are kept in {part}: "
-        "run the same command again to resume"
+        f"download of {url} broke off {ATTEMPTS} times ({reason}); {have} bytes are kept in {part}: run the same command again to resume"
     )
 
 
@@ -282,8 +256,7 @@ def _fetch_once(url: str, part: Path, desc: str, timeout: float) -> None:
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise DownloadError(
-            f"cannot download {url}: {_describe(reason)}; check the network connection, "
-            f"or use --mirror / {MIRROR_ENV}"
+            f"cannot download {url}: {_describe(reason)}; check the network connection, or use --mirror / {MIRROR_ENV}"
         ) from None
     with response:
         if response.status == 206:
@@ -358,9 +331,7 @@ def _describe(reason: object) -> str:
 
 def _disk_error(exc: OSError, action: str, path: Path) -> DownloadError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DownloadError(
-            f"disk full while {action} {path}; free some space and run the same command again"
-        )
+        return DownloadError(f"disk full while {action} {path}; free some space and run the same command again")
     return DownloadError(f"{action} {path} failed: {_describe(exc)}")
 
 
@@ -401,8 +372,7 @@ def _check_digest(entry: Entry, digest: str, store: Path, what: str) -> None:
     ):
         if expected is not None and expected != digest:
             raise DownloadError(
-                f"checksum mismatch for {what}: got sha256 {digest}, expected {expected} from {source}; "
-                f"the download was deleted ({remedy})"
+                f"checksum mismatch for {what}: got sha256 {digest}, expected {expected} from {source}; the download was deleted ({remedy})"
             )
 
 
@@ -490,8 +460,7 @@ def _extract_into_place(entry: DatasetEntry, archive: Path, target: Path) -> Non
         missing = entry.layout.missing(root)
         if missing:
             raise DownloadError(
-                f"archive {archive.name} lacks {', '.join(missing)} (expected {entry.layout.describe()}); "
-                "nothing was installed"
+                f"archive {archive.name} lacks {', '.join(missing)} (expected {entry.layout.describe()}); nothing was installed"
             )
         with _disk_errors("moving into place", target):
             if target.exists() or target.is_symlink():
@@ -515,9 +484,7 @@ def _place(member: _Member, root: Path, archive: str) -> None:
     """Write ``member`` below ``root``, refusing anything that would end up outside it."""
 
     def refuse(reason: str) -> DownloadError:
-        return DownloadError(
-            f"refusing archive member '{member.name}' in {archive}: {reason}; nothing was installed"
-        )
+        return DownloadError(f"refusing archive member '{member.name}' in {archive}: {reason}; nothing was installed")
 
     parts = _relative_parts(member.name)
     if parts is None:
@@ -537,9 +504,7 @@ def _place(member: _Member, root: Path, archive: str) -> None:
         raise refuse("it is a device or fifo, not a file")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if member.kind == "symlink":
-        if _relative_parts(member.link) is None or not _inside(
-            root, os.path.realpath(dest.parent / member.link)
-        ):
+        if _relative_parts(member.link) is None or not _inside(root, os.path.realpath(dest.parent / member.link)):
             raise refuse(f"it is a symbolic link to '{member.link}', outside the dataset folder")
         os.symlink(member.link, dest)
     elif member.kind == "hardlink":

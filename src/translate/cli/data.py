@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from translate.catalog import DATASETS, MODELS, DataError, find_dataset, find_model, format_size
-from translate.download import (
+from translate.errors import TranslateError
+from translate.hub.catalog import DATASETS, MODELS, find_dataset, find_model, format_size
+from translate.hub.download import (
     CHECKSUM_FILE,
     DATA_DIR_ENV,
     MIRROR_ENV,
@@ -65,9 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    listing = commands.add_parser(
-        "list", parents=[folders], help="every known dataset and generator, and whether it is on disk"
-    )
+    listing = commands.add_parser("list", parents=[folders], help="every known dataset and generator, and whether it is on disk")
     listing.set_defaults(run=_list)
     dataset = commands.add_parser(
         "download",
@@ -121,10 +120,7 @@ def _list(args: argparse.Namespace) -> int:
     print(f"\nPretrained generators (in {models_dir}):")
     _table(
         [("name", "family", "size", "on disk")]
-        + [
-            (e.name, str(e.family), format_size(e.approx_mb), model_state(e, models_dir))
-            for e in MODELS.values()
-        ]
+        + [(e.name, str(e.family), format_size(e.approx_mb), model_state(e, models_dir)) for e in MODELS.values()]
     )
     return 0
 
@@ -144,10 +140,7 @@ def _download_model(args: argparse.Namespace) -> int:
     present = not args.force and model_path(models_dir, entry.name).is_file()
     path = download_model(args.name, models_dir, mirror=args.mirror, force=args.force)
     print(f"{entry.name}: {'already at' if present else 'saved'} {path}")
-    print(
-        f"translate images with: translate-test checkpoint={path} model={entry.family} data=single "
-        "data.root=<your images>"
-    )
+    print(f"translate images with: translate-test checkpoint={path} model={entry.family} data=single data.root=<your images>")
     return 0
 
 
@@ -156,7 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except DataError as exc:
+    except TranslateError as exc:
         print(f"translate-data: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,23 +20,29 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from translate import distributed
-from translate.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from translate.config import ConfigError
-from translate.data import build_dataset, first_split, prepare_data
+from translate.data.batch import move_to
+from translate.data.registry import build_dataset, first_split
 from translate.data.sampling import EpochSampler
-from translate.devices import move_to, resolve_device
-from translate.metrics import higher_is_better
-from translate.models import build_model
-from translate.models.base import GANModel, Optimization
-from translate.schedulers import build_scheduler
+from translate.errors import CheckpointError, ConfigError, TrainingError
+from translate.evaluation.image_metrics import higher_is_better
+from translate.evaluation.protocols import protocol_for
+from translate.hub.catalog import DATASETS as CATALOG
+from translate.hub.download import ensure_dataset
+from translate.models.base import GANModel, Optimization, build_model
+from translate.training import distributed
+from translate.training.checkpoints import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from translate.training.devices import resolve_device
+from translate.training.schedulers import build_scheduler
 from translate.visuals import rows_to_grid, save_png
 
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says where and what to do."""
+def prepare_data(cfg: Any) -> None:
+    """Make sure a dataset the catalog knows is on disk before training: fetch it when
+    ``data.download`` is true, else stop with the ``translate-data`` command that would."""
+    if str(cfg.kind) in ("aligned", "unaligned") and cfg.name in CATALOG:
+        cfg.root = str(ensure_dataset(cfg.name, cfg.root, cfg.download))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -128,8 +134,13 @@ class Trainer:
             logging.getLogger("translate").setLevel(logging.WARNING)
         self.channels_last = bool(cfg.device.channels_last) and self.device.type != "mps"
         self._stop_signal: Optional[int] = None
+        # fit() opens the TensorBoard writer and the progress bar; steps taken outside it log nowhere.
+        self._writer: Any = None
+        self._bar: Any = tqdm(disable=True)
 
-    def _build(self) -> None:
+    def build(self) -> None:
+        """Build the run: data, model, optimisers, schedulers, validation. :meth:`fit` calls it; a caller that
+        drives steps itself (a benchmark) calls it and then :meth:`train_step`."""
         cfg, tr = self.cfg, self.cfg.trainer
         seed_everything(cfg.seed, cfg.device.deterministic)
         prepare_data(cfg.data)
@@ -191,7 +202,9 @@ class Trainer:
         self.skipped_nonfinite = 0
         self.visual_batch = self._visual_batch()
         self.validation = (
-            self.model.validation(cfg.data, tr.batch_size, tr.val_max_images, cfg.seed, cfg.metrics) if tr.val_every_n_epochs else None
+            protocol_for(self.model).validation(self.model, cfg.data, tr.batch_size, tr.val_max_images, cfg.seed, cfg.metrics)
+            if tr.val_every_n_epochs
+            else None
         )
         self.best: Optional[Dict[str, Any]] = None
         #: The last value of every logged training scalar and validation metric, for the HPARAMS table.
@@ -286,7 +299,11 @@ class Trainer:
             log.warning(
                 "resume=%s trained on %d process(es) and resumes on %d: the batch in all becomes %d, and the rest "
                 "of epoch %d may repeat or leave out a few images",
-                path, state.get("world_size", 1), self.world, self.cfg.trainer.batch_size * self.world, self.epoch + 1,
+                path,
+                state.get("world_size", 1),
+                self.world,
+                self.cfg.trainer.batch_size * self.world,
+                self.epoch + 1,
             )
         # trainer.skip_nonfinite is a budget for the whole run, not for each resumed part of it.
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
@@ -298,6 +315,7 @@ class Trainer:
     def _open_writer(self) -> Any:
         if not self.cfg.logger.enabled or self.rank != 0:
             return None
+        # TensorBoard's writer loads tensorboard and protobuf, seconds of imports: only when logging is on.
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a crashed run wrote after its last checkpoint, so curves do not fork.
@@ -402,7 +420,11 @@ class Trainer:
         if self.skipped_nonfinite <= self.cfg.trainer.skip_nonfinite:
             log.warning(
                 "step %d: non-finite loss (%s); skipped the %s update(s) (%d of trainer.skip_nonfinite=%d)",
-                self.step + 1, terms, "/".join(skipped), self.skipped_nonfinite, self.cfg.trainer.skip_nonfinite,
+                self.step + 1,
+                terms,
+                "/".join(skipped),
+                self.skipped_nonfinite,
+                self.cfg.trainer.skip_nonfinite,
             )
             return
         latest = self.ckpt_dir / "latest.pt"
@@ -412,7 +434,8 @@ class Trainer:
             f"or allow skipping with trainer.skip_nonfinite=N"
         )
 
-    def _train_step(self, batch: Any) -> None:
+    def train_step(self, batch: Any) -> Dict[str, torch.Tensor]:
+        """One optimisation step on ``batch`` (as the loader yields it), with its logging; returns its losses."""
         tr = self.cfg.trainer
         batch = move_to(batch, self.device, self.channels_last)
         self.opt.track_norms = (self.step + 1) % tr.log_every_n_steps == 0
@@ -437,23 +460,29 @@ class Trainer:
             self._bar.set_postfix({k: f"{v:.3f}" for k, v in values.items() if k.startswith("loss")}, refresh=False)
         if self.step % tr.image_every_n_steps == 0:
             self._log_images(self._writer)
+        return losses
 
     def fit(self) -> Path:
         """Train until the epochs or ``trainer.max_steps`` run out; return the latest checkpoint."""
-        self._build()
+        self.build()
         if self.cfg.resume:
             self._resume(self.cfg.resume)
         tr = self.cfg.trainer
         if self.world > 1:
             log.info(
                 "training on %d processes: batch %d each, %d in all; %d steps per epoch",
-                self.world, tr.batch_size, tr.batch_size * self.world, self.steps_per_epoch,
+                self.world,
+                tr.batch_size,
+                tr.batch_size * self.world,
+                self.steps_per_epoch,
             )
             # Each process draws its own noise and dropout (its data is its own share of each epoch).
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + self.step)
         self._writer = self._open_writer()
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not tr.progress_bar or self.rank != 0, dynamic_ncols=True, desc="train")
+        self._bar = tqdm(
+            total=self.total_steps, initial=self.step, disable=not tr.progress_bar or self.rank != 0, dynamic_ncols=True, desc="train"
+        )
         self.model.train()
         started, first_step = time.perf_counter(), self.step
         try:
@@ -462,7 +491,7 @@ class Trainer:
             while self.step < self.total_steps and self.epoch < self.total_epochs and not self._stopping():
                 self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * tr.batch_size)
                 for batch in self.loader:
-                    self._train_step(batch)
+                    self.train_step(batch)
                     if self.step >= self.total_steps or self._stopping():
                         break
                 if self.batch_in_epoch == self.steps_per_epoch:
@@ -483,7 +512,9 @@ class Trainer:
         if self._stop_signal is not None and self.rank == 0:
             log.warning(
                 "stopped by signal %d at step %d; checkpoint saved. Continue with: %stranslate-train resume=%s",
-                self._stop_signal, self.step,
-                f"torchrun --nproc_per_node={self.world} --no-python " if self.world > 1 else "", self.run_dir,
+                self._stop_signal,
+                self.step,
+                f"torchrun --nproc_per_node={self.world} --no-python " if self.world > 1 else "",
+                self.run_dir,
             )
         return self.ckpt_dir / "latest.pt"

@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe loads, and the random-number state that makes resume exact.
+"""The files translate reads and writes: atomic writes, weights-only loads, and the checkpoint format.
 
 A checkpoint holds only tensors, numbers, strings and plain containers, so it loads with
 ``torch.load(weights_only=True)``: opening one never executes code from the file.
@@ -7,21 +7,18 @@ A checkpoint holds only tensors, numbers, strings and plain containers, so it lo
 from __future__ import annotations
 
 import os
-import random
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Mapping, Union
 
 import torch
 
+from translate.errors import CheckpointError
+
 FORMAT = "translate-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or does not fit the model; the message names the file."""
 
 
 def atomic_write(path: Union[str, Path], write: Any) -> None:
@@ -40,10 +37,6 @@ def atomic_write(path: Union[str, Path], write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def save_checkpoint(state: Dict[str, Any], path: Union[str, Path]) -> None:
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state}, tmp))
 
 
 def resolve_checkpoint(path: Union[str, Path]) -> Path:
@@ -82,39 +75,9 @@ def read_weights(path: Union[str, Path]) -> Any:
             ) from None
         detail = next((line.strip() for line in text.splitlines() if "Unsupported" in line), "")
         detail = detail or (text.strip().splitlines()[0] if text.strip() else type(err).__name__)
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {detail}"
-        ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {detail}") from None
 
 
 def is_translate_checkpoint(obj: Any) -> bool:
     """Whether ``obj`` (what :func:`read_weights` returned) is one of translate's own checkpoints."""
     return isinstance(obj, Mapping) and obj.get("format") == FORMAT
-
-
-def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
-    """Load one of our checkpoints (a file, or a run directory's latest) on the CPU without executing code."""
-    path = resolve_checkpoint(path)
-    state = read_weights(path)
-    if not is_translate_checkpoint(state):
-        raise CheckpointError(f"{path} is not a translate checkpoint (a reference-format generator file belongs in checkpoint=... of translate-test)")
-    return state
-
-
-def capture_rng() -> Dict[str, Any]:
-    state: Dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_as_tuples(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuples(value: Any) -> Any:
-    """``random.setstate`` needs tuples; a round trip through a checkpoint may give lists."""
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

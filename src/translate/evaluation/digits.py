@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
-from translate.checkpoint import CheckpointError, is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.data.mnist import MNISTDataset
-from translate.metrics import feature_frechet_distance, mean_pairwise_distance, to_uint8
+from translate.errors import CheckpointError
+from translate.evaluation.image_metrics import feature_frechet_distance, mean_pairwise_distance, to_uint8
+from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.models.classifier import MNISTClassifierNet
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ class Digits:
 def classifier_from_state_dict(state: Mapping[str, torch.Tensor], where: str) -> MNISTClassifierNet:
     """An :class:`MNISTClassifierNet` shaped after ``state`` (its block widths read from the conv weights),
     with those weights, in eval mode."""
-    convs = sorted(
-        (int(m.group(1)), v) for k, v in state.items() if (m := re.fullmatch(r"body\.(\d+)\.weight", k)) and v.dim() == 4
-    )
+    convs = sorted((int(m.group(1)), v) for k, v in state.items() if (m := re.fullmatch(r"body\.(\d+)\.weight", k)) and v.dim() == 4)
     if not convs or "head.weight" not in state:
         raise CheckpointError(f"{where} is not an MNIST classifier (no body.<i>.weight convolutions or head.weight)")
     net = MNISTClassifierNet(convs[0][1].shape[1], state["head.weight"].shape[0], [v.shape[0] for _, v in convs])
@@ -81,12 +80,16 @@ def load_classifier(source: Optional[str] = None) -> MNISTClassifierNet:
     its checkpoints, or a plain state_dict file (all read with ``weights_only=True``)."""
     if source is None:
         with resources.files("translate.assets").joinpath(SHIPPED_CLASSIFIER).open("rb") as f:
-            return classifier_from_state_dict(torch.load(f, map_location="cpu", weights_only=True), f"translate/assets/{SHIPPED_CLASSIFIER}")
+            return classifier_from_state_dict(
+                torch.load(f, map_location="cpu", weights_only=True), f"translate/assets/{SHIPPED_CLASSIFIER}"
+            )
     path = resolve_checkpoint(source) if Path(source).expanduser().is_dir() else Path(source).expanduser()
     state = read_weights(path)
     if is_translate_checkpoint(state):
         if state.get("model") != "classifier":
-            raise CheckpointError(f"metrics.classifier={source} holds a {state.get('model')!r} run; pass a model=classifier run or weights file")
+            raise CheckpointError(
+                f"metrics.classifier={source} holds a {state.get('model')!r} run; pass a model=classifier run or weights file"
+            )
         state = state["networks"]["C"]
     return classifier_from_state_dict(state, str(path))
 
@@ -105,8 +108,7 @@ def generate_digits(model: Any, per_class: int, seed: int, device: torch.device)
     labels = torch.arange(classes).repeat_interleave(per_class)
     z = torch.randn(len(labels), z_dim, generator=torch.Generator().manual_seed(seed))
     images = [
-        to_uint8(model.generate(z[i : i + BATCH].to(device), labels[i : i + BATCH].to(device))).cpu()
-        for i in range(0, len(labels), BATCH)
+        to_uint8(model.generate(z[i : i + BATCH].to(device), labels[i : i + BATCH].to(device))).cpu() for i in range(0, len(labels), BATCH)
     ]
     return Digits(torch.cat(images), labels, f"generated, seed {seed}")
 
@@ -158,7 +160,9 @@ def class_diversity(digits: Digits, classes: int) -> list[float]:
     ]
 
 
-def train_on_synthetic(fake: Digits, real: Digits, steps: int, device: torch.device, seed: int = 0, batch_size: int = 128, lr: float = 1e-3) -> float:
+def train_on_synthetic(
+    fake: Digits, real: Digits, steps: int, device: torch.device, seed: int = 0, batch_size: int = 128, lr: float = 1e-3
+) -> float:
     """TSTR: train a fresh classifier (the judge's architecture, Adam, ``lr`` decaying linearly to 0,
     no augmentation) on ``fake`` for ``steps`` steps of ``batch_size``, and return its accuracy on ``real``.
     The global random state is left as it was."""
@@ -199,7 +203,11 @@ def score_digits(
     out["accuracy"]["real"] = float((real_preds == real.labels).float().mean())
     out["fid_mnist_classifier"] = {"mean": feature_frechet_distance(features, real_features), **counts}
     diversity = class_diversity(fake, classes)
-    out["diversity"] = {"mean": float(torch.tensor(diversity).nanmean()), "num_images": len(fake), "real": float(torch.tensor(real_diversity).nanmean())}
+    out["diversity"] = {
+        "mean": float(torch.tensor(diversity).nanmean()),
+        "num_images": len(fake),
+        "real": float(torch.tensor(real_diversity).nanmean()),
+    }
     if per_class:
         for c, (value, real_value) in enumerate(zip(diversity, real_diversity)):
             out[f"diversity_class_{c}"] = {"mean": value, "num_images": int((fake.labels == c).sum()), "real": real_value}

@@ -2,12 +2,12 @@
 
 torch-fidelity (the optional extra: ``pip install "translate[metrics]"``) provides that network (the
 TensorFlow graph of 2015-12-05, converted to PyTorch) and KID; the Frechet distance itself is
-:func:`translate.metrics.frechet_distance`. The weights are read from
+:func:`translate.evaluation.image_metrics.frechet_distance`. The weights are read from
 ``metrics.inception_weights`` or from torch-fidelity's own cache, where it would download them; this module
 never downloads anything. When the package or the file is missing, :func:`find_inception` says exactly
 what to install or which file to put where.
 
-Images enter as uint8 (:func:`translate.metrics.to_uint8`, the values of the PNGs written), grey ones as
+Images enter as uint8 (:func:`translate.evaluation.image_metrics.to_uint8`, the values of the PNGs written), grey ones as
 three equal channels; torch-fidelity resizes them to 299 x 299 as TensorFlow did.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from translate.checkpoint import read_weights
-from translate.config import ConfigError
-from translate.metrics import feature_frechet_distance, to_uint8
+from translate.errors import ConfigError
+from translate.evaluation.image_metrics import feature_frechet_distance, to_uint8
+from translate.files import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ def inception_extractor(path: Path, device: torch.device) -> FeatureExtractor:
 
     The file is first opened with ``weights_only=True`` (torch-fidelity's own load is not restricted),
     so a file holding anything but tensors is refused before torch-fidelity reads it."""
+    # torch-fidelity is optional (the [metrics] extra): imported only when FID/KID are computed.
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     read_weights(path)
@@ -95,6 +96,7 @@ def kernel_inception_distance(fake: torch.Tensor, real: torch.Tensor, subset_siz
     """torch-fidelity's KID (unbiased MMD^2, cubic polynomial kernel) of features ``[N1, D]`` and
     ``[N2, D]``: mean and standard deviation over ``subsets`` random subsets of ``subset_size`` each
     (lowered to the smaller N when fewer features are given). Returns ``{"mean", "std", "subset_size"}``."""
+    # torch-fidelity is optional (the [metrics] extra): imported only when KID is computed.
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
     size = min(subset_size, len(fake), len(real))

@@ -1,4 +1,4 @@
-"""``translate-export``: write a trained generator as a file that runs without ``translate`` installed.
+"""What ``translate-export`` does: write a trained generator as a file that runs without ``translate`` installed.
 
     translate-export run=<run dir> format=torchscript|onnx [checkpoint=<file>] [network=G|G_A|G_B]
                      [output=<file>] [size=<side>]
@@ -19,34 +19,28 @@ The cGAN's generator takes ``z`` ``[N, z_dim]`` and ``labels`` ``[N]`` (int64) i
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from translate.checkpoint import atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
-from translate.config import ConfigError
+from translate.cli.testing import build_trained
+from translate.errors import ConfigError, ExportError
+from translate.files import atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.hub.reference import generator_from_weights
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
-from translate.pretrained import generator_from_weights
-from translate.testing import build_trained
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
-KEYS = ("run", "checkpoint", "format", "network", "output", "size")
 ONNX_OPSET = 17
 DEFAULT_SIZE = 256
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be written (e.g. a missing optional package); the message says what to do."""
 
 
 def load_generator(path: PathLike, network: Optional[str] = None) -> Tuple[nn.Module, str, Path, Optional[int]]:
@@ -71,9 +65,7 @@ def load_generator(path: PathLike, network: Optional[str] = None) -> Tuple[nn.Mo
         raise ConfigError(f"a {typed.model.name} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
     name = network or generators[0]
     if name not in generators:
-        raise ConfigError(
-            f"network={name} is not a generator of this {typed.model.name} run; choose one of: {', '.join(generators)}"
-        )
+        raise ConfigError(f"network={name} is not a generator of this {typed.model.name} run; choose one of: {', '.join(generators)}")
     size = typed.data.get("crop_size")
     return model.networks[name].eval(), f"{name}_{path.stem}", path.parent.parent / "export", size
 
@@ -103,9 +95,7 @@ def write_torchscript(net: nn.Module, example: Tuple[torch.Tensor, ...], output:
     atomic_write(output, lambda tmp: torch.jit.save(traced, tmp))
 
 
-def write_onnx(
-    net: nn.Module, example: Tuple[torch.Tensor, ...], names: List[str], axes: Dict[str, Dict[int, str]], output: Path
-) -> None:
+def write_onnx(net: nn.Module, example: Tuple[torch.Tensor, ...], names: List[str], axes: Dict[str, Dict[int, str]], output: Path) -> None:
     def write(tmp: str) -> None:
         # The TorchScript-based exporter: one self-contained file, dynamic batch and image sides, and
         # no dependency beyond onnx (the dynamo exporter needs onnxscript and pins U-Net sides).
@@ -114,8 +104,14 @@ def write_onnx(
             # Its deprecation notice is about the choice made above, not something a user can act on.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
-                net, example, tmp, input_names=names, output_names=["output"],
-                dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+                net,
+                example,
+                tmp,
+                input_names=names,
+                output_names=["output"],
+                dynamic_axes=axes,
+                opset_version=ONNX_OPSET,
+                dynamo=False,
             )
 
     atomic_write(output, write)
@@ -145,54 +141,3 @@ def export_generator(
     else:
         write_onnx(net, example, names, axes, path)
     return path
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="translate-export",
-        description="Write a trained generator as a TorchScript or ONNX file that runs without translate installed.",
-        epilog="keys: run=<run dir>, checkpoint=<file> (a run's checkpoint or a reference latest_net_G*.pth), "
-        "format=torchscript|onnx, network=G|G_A|G_B (default: the first generator), output=<file>, "
-        "size=<side of the example image> (default: the run's crop size, else 256)",
-    )
-    parser.add_argument("settings", nargs="*", metavar="KEY=VALUE")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    from translate.errors import USER_ERRORS
-
-    parser = _parser()
-    settings: Dict[str, str] = {}
-    for item in parser.parse_args(argv).settings:
-        key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            parser.error(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(KEYS)}")
-        settings[key] = value
-    if "format" not in settings:
-        parser.error("format: say format=torchscript or format=onnx")
-    if not settings.get("run") and not settings.get("checkpoint"):
-        parser.error("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
-    size = settings.get("size")
-    if size is not None and not size.isdigit():
-        parser.error(f"size={size!r} is not a whole number of pixels, e.g. size=256")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        with warnings.catch_warnings():
-            # torch.jit and the TorchScript-based ONNX exporter announce their deprecation on every use.
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            out = export_generator(
-                settings.get("checkpoint") or settings["run"],
-                settings["format"],
-                settings.get("network") or None,
-                settings.get("output") or None,
-                int(size) if size else None,
-            )
-    except (*USER_ERRORS, ExportError) as err:
-        parser.exit(2, f"translate-export: error: {err}\n")
-    print(f"translate-export: wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""The command-line faces: translate-train, translate-test, translate-data, translate-export."""

@@ -1,0 +1,123 @@
+"""``translate-test``: load a trained run and translate a test split (or sample digits, for the cGAN).
+
+``checkpoint=`` may also name a generator file of the reference implementation (``latest_net_G.pth``,
+``latest_net_G_A.pth``, ...): that one generator is applied one way to ``data`` (required then), its
+inputs shown as real_A and its outputs as fake_B whatever the file's name, into
+``<file's folder>/test_<file stem>/`` by default; see :mod:`translate.hub.reference`.
+
+Outputs under ``output_dir`` (default ``<run>/test_<checkpoint name>/``):
+- image models: ``images/<stem>_<visual>.png``, ``index.html`` (each input's visuals side by side),
+  ``metrics.json`` (mean of each per-image metric, with the number of images it used; FID/KID of each
+  fake_X against the real_X images when torch-fidelity and its Inception weights are there, see
+  :mod:`translate.evaluation.fid`);
+- the cGAN: ``grid.png`` (row = class, fixed noise), ``samples/<class>/<k>.png`` and ``metrics.json``
+  (the scores of :mod:`translate.evaluation.digits`);
+- an MNIST classifier run: ``metrics.json`` (its accuracy on the split).
+
+Every ``metrics.json`` entry is ``{"mean": value, "num_images": n, ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from translate.cli.validate import validate
+from translate.errors import CheckpointError, ConfigError
+from translate.evaluation.protocols import protocol_for
+from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.hub.reference import generator_from_weights
+from translate.models.base import DataInfo, GANModel, build_model
+from translate.models.generator_only import GeneratorOnly
+from translate.training.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
+    """The model of ``cfg.run`` / ``cfg.checkpoint`` with its weights; the run's config with the test's
+    device and (if given) data; the checkpoint path; the output directory."""
+    if not cfg.run and not cfg.checkpoint:
+        raise ConfigError("run: say which run to test, e.g. translate-test run=outputs/cgan/mnist/<timestamp>")
+    ckpt_path = resolve_checkpoint(cfg.checkpoint or cfg.run)
+    state = read_weights(ckpt_path)
+    if not is_translate_checkpoint(state):
+        return load_generator_file(cfg, state, ckpt_path)
+    if cfg.get("model") is not None:
+        log.warning(
+            "model=%s is ignored: %s is a translate checkpoint, whose saved config decides the model", cfg.model.get("name"), ckpt_path
+        )
+    run_cfg = OmegaConf.create(state["config"])
+    run_cfg.device = cfg.device
+    if cfg.get("data") is not None:
+        run_cfg.data = cfg.data
+    if "crop_size" in run_cfg.data:
+        # As the reference tests: resize to the crop size, so the whole image is translated.
+        run_cfg.data.load_size = run_cfg.data.crop_size
+    run_cfg.resume = None
+    model, typed = build_trained(state, ckpt_path, run_cfg)
+    run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
+    out = Path(cfg.output_dir) if cfg.output_dir else run_dir / f"test_{ckpt_path.stem}"
+    return model, typed, ckpt_path, out
+
+
+def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig) -> tuple[GANModel, Any]:
+    """The model of one of our checkpoints (``state``, read from ``ckpt_path``) with its weights, built
+    from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated."""
+    typed = validate(run_cfg, testing=True)
+    model = build_model(typed.model, state["info"])
+    for name, net in model.networks.items():
+        try:
+            net.load_state_dict(state["networks"][name])
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{ckpt_path}: network {name} does not fit the config saved with it: {str(err).splitlines()[0][:200]}"
+            ) from None
+    return model, typed
+
+
+def load_generator_file(cfg: DictConfig, weights: Any, ckpt_path: Path) -> tuple[GANModel, Any, Path, Path]:
+    """``load_trained`` for a reference-format generator file (``weights``, read from ``ckpt_path``):
+    that generator, wrapped to translate ``cfg.data`` one way. ``model=`` is optional and supplies only
+    what the file's keys cannot imply; with none, pix2pix's options (CycleGAN's for unaligned data)."""
+    if cfg.get("data") is None:
+        raise ConfigError(
+            f"data: {ckpt_path} holds one generator and no data; add data=single data.root=<folder of images> "
+            "(or data=aligned data.root=<pairs> to get metrics)"
+        )
+    model_cfg = cfg.model if cfg.get("model") is not None else {"name": "cyclegan" if cfg.data.get("kind") == "unaligned" else "pix2pix"}
+    typed = validate(
+        OmegaConf.create({"model": model_cfg, "data": cfg.data, "device": cfg.device, "paths": cfg.paths, "seed": cfg.seed}),
+        testing=True,
+    )
+    netG, typed.model.generator, layout = generator_from_weights(
+        weights, ckpt_path, typed.model.generator, typed.data.input_nc, typed.data.output_nc, warn=cfg.get("model") is not None
+    )
+    typed.data.input_nc, typed.data.output_nc = layout.input_nc, layout.output_nc
+    if "crop_size" in typed.data:
+        # As for our checkpoints: the whole image, resized, is translated.
+        typed.data.load_size = typed.data.crop_size
+    model = GeneratorOnly(netG, typed.model.generator, DataInfo(layout.input_nc, layout.output_nc))
+    out = Path(cfg.output_dir) if cfg.output_dir else ckpt_path.parent / f"test_{ckpt_path.stem}"
+    return model, typed, ckpt_path, out
+
+
+def run_test(cfg: DictConfig) -> Path:
+    """Test what ``cfg`` names and write the outputs its model's evaluation protocol defines; return where."""
+    model, typed, ckpt_path, out = load_trained(cfg)
+    device = resolve_device(cfg.device.accelerator)
+    model.to(device)
+    if cfg.eval_mode not in ("eval", "paper"):
+        raise ConfigError(
+            f"eval_mode={cfg.eval_mode!r} is not known; use eval (model.eval()) or paper (dropout and batch statistics on, as in the pix2pix paper)"
+        )
+    model.train(cfg.eval_mode == "paper")
+    torch.manual_seed(cfg.seed)
+    log.info("testing %s (%s) into %s", ckpt_path, typed.model.name, out)
+    with torch.no_grad():
+        protocol_for(model).test(model, typed.data, cfg, out, device)
+    return out

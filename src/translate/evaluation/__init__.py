@@ -1,0 +1,1 @@
+"""Evaluation: image metrics, FID/KID, the digit judge, the evaluation loop, each model's protocol, and translate-test's reports."""

@@ -1,0 +1,208 @@
+"""How each kind of model is scored: which datasets it is tested on, its per-image metrics, its
+validation during training, and what ``translate-test`` writes for it.
+
+A model names its protocol (``GANModel.evaluation``); :func:`protocol_for` looks it up. Models stay tensors
+in, tensors out: choosing splits and folders, and computing metrics, happen here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import Dataset
+
+from translate.data.registry import build_dataset, first_split
+from translate.data.single import SingleDataset
+from translate.errors import DatasetNotFoundError
+from translate.evaluation import fid
+from translate.evaluation.digits import GeneratorValidation, classifier_test_metrics, generator_test_metrics
+from translate.evaluation.image_metrics import l1, psnr, ssim
+from translate.evaluation.loop import evaluate
+from translate.evaluation.report import write_metrics, write_samples, write_translations
+from translate.networks.generators import check_image_size
+
+Metrics = Dict[str, Dict[str, float]]
+#: ``(model, device, probe) -> {metric: {"mean", "num_images"}}``; ``probe``: on a couple of inputs, just to
+#: learn the metrics' names.
+Validation = Callable[[Any, torch.device, bool], Metrics]
+
+
+class Protocol:
+    """The evaluation of one kind of model; the base scores nothing and validates nothing."""
+
+    def validation(
+        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+    ) -> Optional[Validation]:
+        """How training validates ``model`` every ``trainer.val_every_n_epochs``, or None."""
+        return None
+
+    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+        """Write translate-test's outputs for ``model`` on ``data``'s ``cfg.split`` into ``out``."""
+        raise NotImplementedError
+
+
+class Translation(Protocol):
+    """Image-to-image models: ``model.translate`` over the split's datasets, per-image metrics, FID/KID."""
+
+    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
+        """The datasets translate-test and validation run through ``model.translate``."""
+        return [build_dataset(data, split, train=False)]
+
+    def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Per-image metrics ``{name: [N]}`` of :meth:`datasets`' visuals."""
+        raise NotImplementedError
+
+    def validation(
+        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+    ) -> Optional[Validation]:
+        """The test metrics on the ``val`` split, with FID/KID when the ``metrics`` section turns them on
+        (see :func:`fid.check_fid`); None when the data has no val split."""
+        found = first_split(data, ("val",))
+        if found is None:
+            return None
+        datasets = self.datasets(model, data, found[0])
+        lookup = fid.check_fid(metrics)
+        inception: List[fid.FeatureExtractor] = []
+
+        def validate(model: Any, device: torch.device, probe: bool) -> Metrics:
+            distributions = None
+            if lookup is not None and lookup.path is not None:
+                if not inception:  # built at the first validation, on the training device, then kept
+                    inception.append(fid.inception_extractor(lookup.path, device))
+                distributions = fid.DistributionMetrics(inception[0], int(metrics.kid_subset_size))
+            # A probe needs two inputs per direction: FID and KID are not defined on one image.
+            scores = evaluate(
+                model,
+                self.metrics,
+                datasets,
+                batch_size,
+                device,
+                2 if probe else max_images,
+                on_batch=None if distributions is None else lambda batch, visuals: distributions.update(visuals),
+                progress=False,
+            )
+            if distributions is not None:
+                scores.update(distributions.compute())
+            return scores
+
+        return validate
+
+    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+        # Before any work: with metrics.fid=true, missing weights stop here rather than after the translations.
+        distributions = fid.distribution_metrics(cfg.metrics, device)
+        datasets = self.datasets(model, data, cfg.split)
+        write_translations(model, self.metrics, datasets, out, cfg, device, distributions)
+
+
+class Paired(Translation):
+    """pix2pix: real_A -> fake_B, scored against real_B (L1, PSNR, SSIM) when the data has B."""
+
+    def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if "real_B" not in visuals:
+            return {}
+        fake, real = visuals["fake_B"].float(), visuals["real_B"].float()
+        return {"L1": l1(fake, real), "PSNR": psnr(fake, real), "SSIM": ssim(fake, real)}
+
+
+class OneWay(Paired):
+    """A single generator file of the reference, applied one way: a ``single`` folder, an ``aligned``
+    split's A halves with B as the target, or one side (``<split>A``, or ``<split>B`` with
+    direction=BtoA) of ``unaligned`` data."""
+
+    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
+        if data.kind == "unaligned":
+            side = "B" if str(data.direction) == "BtoA" else "A"
+            folder = Path(str(data.root)).expanduser() / f"{split}{side}"
+            if not folder.is_dir():
+                raise DatasetNotFoundError(
+                    f"test folder {folder} not found; a generator file translates {split}{side}/ of data.root (data.direction picks A or B)"
+                )
+            data, split = OmegaConf.merge(data, {"kind": "single"}), f"{split}{side}"
+        dataset = build_dataset(data, split, train=False)
+        size = dataset.info["image_size"]
+        if size is not None:
+            check_image_size(model.cfg, size, "data.crop_size")
+        return [dataset]
+
+
+class _AsDomainB(Dataset):
+    """Presents a one-folder dataset's items as B-domain inputs, for G_B."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Any) -> Dict[str, Any]:
+        item = self.dataset[key]
+        return {"B": item["A"], "B_path": item["A_path"]}
+
+
+class Cycle(Translation):
+    """CycleGAN: both directions, each scored by its cycle-consistency L1 (rec_X against real_X)."""
+
+    def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {
+            f"cycle_L1_{side}": l1(visuals[f"rec_{side}"].float(), visuals[f"real_{side}"].float())
+            for side in ("A", "B")
+            if f"real_{side}" in visuals
+        }
+
+    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
+        """Unaligned data: every image of <split>A through G_A, then every image of <split>B through G_B.
+        A single folder: one way, G_A for direction=AtoB, G_B for BtoA."""
+        if data.kind == "single":
+            side = "A" if str(data.direction) == "AtoB" else "B"
+            return [self._one_way(model, data, split, side)]
+        folders = ("A", "B") if str(data.direction) == "AtoB" else ("B", "A")
+        for folder in folders:
+            path = Path(str(data.root)).expanduser() / f"{split}{folder}"
+            if not path.is_dir():
+                raise DatasetNotFoundError(f"test folder {path} not found; expected {split}A/ and {split}B/ under data.root")
+        return [self._one_way(model, data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
+
+    @staticmethod
+    def _one_way(model: Any, data: Any, split: str, side: str) -> Dataset:
+        channels = model.info.input_nc if side == "A" else model.info.output_nc
+        single = SingleDataset(OmegaConf.merge(data, {"kind": "single", "input_nc": channels}), split, train=False)
+        return single if side == "A" else _AsDomainB(single)
+
+
+class Digits(Protocol):
+    """The cGAN: digits generated from fixed noise, judged by the shipped MNIST classifier (whose features
+    give ``fid_mnist_classifier``; Inception FID does not apply to 32 x 32 digits)."""
+
+    def validation(
+        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+    ) -> Optional[Validation]:
+        return GeneratorValidation(data, max_images, seed)
+
+    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+        metrics = generator_test_metrics(model, data, cfg.split, cfg.metrics, int(cfg.seed), device)
+        write_samples(model, out, int(cfg.n_per_class), device)
+        write_metrics(out, metrics)
+
+
+class Classification(Protocol):
+    """The MNIST classifier: its accuracy, overall and per class, on the split."""
+
+    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+        write_metrics(out, classifier_test_metrics(model, data, cfg.split, cfg.num_test, device))
+
+
+PROTOCOLS: Dict[str, Protocol] = {
+    "paired": Paired(),
+    "one_way": OneWay(),
+    "cycle": Cycle(),
+    "digits": Digits(),
+    "classification": Classification(),
+}
+
+
+def protocol_for(model: Any) -> Protocol:
+    """The protocol ``model`` names in its ``evaluation`` attribute."""
+    return PROTOCOLS[model.evaluation]

@@ -1,0 +1,1 @@
+"""The hub: the catalog of published datasets and generators, checked downloads, and the reference generators' loader."""

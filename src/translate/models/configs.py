@@ -1,0 +1,89 @@
+"""Typed schemas of the ``model`` config group, one per model; no torch, so the registry and the command
+line read them without loading any model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from translate.config import GanMode, InitType, Norm
+from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    """Keys every model has; each model extends it with its own (see ``translate.models``)."""
+
+    name: str = "???"
+    gan_mode: GanMode = GanMode.vanilla
+    # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
+    label_smoothing: float = 0.0
+    lambda_gp: float = 10.0
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class DCGANGeneratorConfig:
+    arch: str = "dcgan"
+    ngf: int = 64
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class DCGANDiscriminatorConfig:
+    arch: str = "dcgan"
+    ndf: int = 64
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class CGANConfig(ModelConfig):
+    name: str = "cgan"
+    z_dim: int = 100
+    num_classes: int = 10
+    generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
+    discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
+
+
+@dataclass
+class Pix2PixConfig(ModelConfig):
+    name: str = "pix2pix"
+    lambda_L1: float = 100.0
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="unet_256", norm=Norm.batch, dropout=True))
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.batch))
+
+
+@dataclass
+class CycleGANConfig(ModelConfig):
+    name: str = "cyclegan"
+    gan_mode: GanMode = GanMode.lsgan
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="resnet_9blocks", norm=Norm.instance))
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.instance))
+
+
+@dataclass
+class ClassifierConfig:
+    name: str = "classifier"
+    num_classes: int = 10
+    channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    dropout: float = 0.2
+    # Training augmentation: per-image rotation (degrees) and shift (fraction of the side).
+    max_rotation: float = 10.0
+    max_translation: float = 0.1
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, beta1=0.9))

@@ -1,0 +1,39 @@
+"""Typed schemas of the networks' settings (``model.generator``, ``model.discriminator``); no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from translate.config import InitType, Norm
+
+
+@dataclass
+class GeneratorConfig:
+    """An image-to-image generator (see ``translate.networks.generators``)."""
+
+    # resnet_9blocks | resnet_6blocks | resnet (depth = n_blocks) | unet_256 (8 downsamplings) | unet_128 (7) |
+    # unet (depth = num_downs)
+    arch: str = "unet_256"
+    ngf: int = 64
+    norm: Norm = Norm.batch
+    dropout: bool = False
+    # Depth for arch=resnet / arch=unet (the presets fix their own).
+    n_blocks: int = 9
+    num_downs: int = 8
+    # reflect | replicate | zero
+    padding_type: str = "reflect"
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class DiscriminatorConfig:
+    """A PatchGAN discriminator (see ``translate.networks.discriminators``)."""
+
+    # basic (70x70, n_layers 3) | n_layers (0 = 1x1 pixel, 1 = 16x16, 3 = 70x70, 5 = 286x286) | pixel
+    arch: str = "basic"
+    ndf: int = 64
+    n_layers: int = 3
+    norm: Norm = Norm.batch
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02

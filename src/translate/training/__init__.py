@@ -1,0 +1,1 @@
+"""Training: the engine, its checkpoints, devices, learning-rate schedules and multi-process training."""
