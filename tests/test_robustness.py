@@ -150,7 +150,7 @@ def test_stop_and_resume_gives_bit_identical_training_state(model, stop, straigh
     assert f"resumed from {run} at step {stop}" in caplog.text
     assert f"{TOTAL_STEPS - stop} steps in" in caplog.text
     got = load_ckpt(run / "checkpoints" / "latest.pt")
-    assert (got["step"], got["epoch"], got["batch_in_epoch"]) == (expected["step"], expected["epoch"], expected["batch_in_epoch"])
+    assert (got["step"], got["epoch"], got["samples_in_epoch"]) == (expected["step"], expected["epoch"], expected["samples_in_epoch"])
     assert_same_tensors(got["networks"], expected["networks"])
     # Adam's moments, the schedule and (CycleGAN) the image pools carried over too
     assert_same_tensors(got["optimizers"], expected["optimizers"])
@@ -174,7 +174,8 @@ def test_sigterm_saves_a_checkpoint_says_how_to_resume_and_resume_finishes(tmp_p
     step = int(stopped[1])
     latest = load_ckpt(run / "checkpoints" / "latest.pt")
     assert latest["step"] == step >= 3
-    assert (latest["epoch"], latest["batch_in_epoch"]) == divmod(step, 3)
+    epoch, batch = divmod(step, 3)
+    assert (latest["epoch"], latest["samples_in_epoch"]) == (epoch, batch * 4)  # CGAN: 12 digits, batch 4
 
     # the command the message gives (with a nearer end, so the test stays short)
     code, err = cli(f"resume={run}", f"trainer.max_steps={step + 4}")

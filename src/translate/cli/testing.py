@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translate.cli.validate import validate
 from translate.errors import CheckpointError, ConfigError
-from translate.evaluation.protocols import protocol_for
+from translate.evaluation.protocols import evaluation_data, protocol_for
 from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.hub.reference import generator_from_weights
 from translate.models.base import DataInfo, GANModel, build_model
@@ -55,9 +55,7 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
     run_cfg.device = cfg.device
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
-    if "crop_size" in run_cfg.data:
-        # As the reference tests: resize to the crop size, so the whole image is translated.
-        run_cfg.data.load_size = run_cfg.data.crop_size
+    run_cfg.data = evaluation_data(run_cfg.data)
     run_cfg.resume = None
     model, typed = build_trained(state, ckpt_path, run_cfg)
     run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
@@ -98,9 +96,7 @@ def load_generator_file(cfg: DictConfig, weights: Any, ckpt_path: Path) -> tuple
         weights, ckpt_path, typed.model.generator, typed.data.input_nc, typed.data.output_nc, warn=cfg.get("model") is not None
     )
     typed.data.input_nc, typed.data.output_nc = layout.input_nc, layout.output_nc
-    if "crop_size" in typed.data:
-        # As for our checkpoints: the whole image, resized, is translated.
-        typed.data.load_size = typed.data.crop_size
+    typed.data = evaluation_data(typed.data)
     model = GeneratorOnly(netG, typed.model.generator, DataInfo(layout.input_nc, layout.output_nc))
     out = Path(cfg.output_dir) if cfg.output_dir else ckpt_path.parent / f"test_{ckpt_path.stem}"
     return model, typed, ckpt_path, out
@@ -116,6 +112,11 @@ def run_test(cfg: DictConfig) -> Path:
             f"eval_mode={cfg.eval_mode!r} is not known; use eval (model.eval()) or paper (dropout and batch statistics on, as in the pix2pix paper)"
         )
     model.train(cfg.eval_mode == "paper")
+    if cfg.eval_mode == "paper" and cfg.batch_size != 1:
+        # The reference tests one image at a time: in training mode batch norm normalises with the batch's
+        # statistics, so a bigger batch would make each output depend on the images beside it.
+        log.info("eval_mode=paper: one image at a time (batch_size=1), as the reference tests")
+        cfg.batch_size = 1
     torch.manual_seed(cfg.seed)
     log.info("testing %s (%s) into %s", ckpt_path, typed.model.name, out)
     with torch.no_grad():

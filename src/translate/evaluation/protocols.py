@@ -30,6 +30,15 @@ Metrics = Dict[str, Dict[str, float]]
 Validation = Callable[[Any, torch.device, bool], Metrics]
 
 
+def evaluation_data(data: Any) -> Any:
+    """The data config that validation and translate-test read: as the reference tests, each image resized
+    to ``crop_size`` (``load_size`` = ``crop_size``), so the whole image is translated, uncropped. One
+    preprocessing for both, so a run's last val/PSNR is what ``translate-test split=val`` reports."""
+    if "crop_size" not in data:
+        return data
+    return OmegaConf.merge(data, {"load_size": data.crop_size})
+
+
 class Protocol:
     """The evaluation of one kind of model; the base scores nothing and validates nothing."""
 
@@ -60,6 +69,7 @@ class Translation(Protocol):
     ) -> Optional[Validation]:
         """The test metrics on the ``val`` split, with FID/KID when the ``metrics`` section turns them on
         (see :func:`fid.check_fid`); None when the data has no val split."""
+        data = evaluation_data(data)
         found = first_split(data, ("val",))
         if found is None:
             return None

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, ContextManager, Dict, Iterable, Mapping, Optio
 import torch
 import torch.nn as nn
 
+from translate.errors import ConfigError
 from translate.models import model_class
 
 
@@ -47,6 +48,16 @@ class Optimization:
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         raise NotImplementedError
+
+
+def check_critic_norm(cfg: Any) -> None:
+    """WGAN-GP penalises the gradient of the critic at each interpolate separately; batch norm mixes the
+    samples of a batch, so that per-sample gradient is not the one the penalty is defined on."""
+    if str(cfg.gan_mode) == "wgangp" and str(cfg.discriminator.norm) == "batch":
+        raise ConfigError(
+            "model.gan_mode=wgangp with model.discriminator.norm=batch: batch norm breaks the per-sample gradient "
+            "penalty; set model.discriminator.norm=instance (or none)"
+        )
 
 
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
@@ -89,6 +100,16 @@ class GANModel(nn.Module):
     def translate(self, batch: Any) -> Dict[str, torch.Tensor]:
         """Test time: named visuals [N, C, H, W] (real_A, fake_B, ...) for a batch of test inputs."""
         raise NotImplementedError
+
+    def compile_problem(self) -> Optional[str]:
+        """Why ``torch.compile`` cannot train this model as configured, or None. The WGAN-GP penalty
+        differentiates the critic's gradient again, and compiled graphs (aot_autograd) have no double backward."""
+        if str(getattr(self.cfg, "gan_mode", "")) == "wgangp":
+            return (
+                "device.compile=true with model.gan_mode=wgangp: torch.compile cannot take the gradient penalty's "
+                "second derivative; set device.compile=false (or another model.gan_mode)"
+            )
+        return None
 
     def extra_state(self) -> Dict[str, Any]:
         return {}

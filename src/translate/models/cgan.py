@@ -13,7 +13,7 @@ import torch
 
 from translate.errors import ConfigError
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
 from translate.networks.discriminators import ConditionalDiscriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
@@ -27,6 +27,7 @@ class CGAN(GANModel):
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__(cfg, info)
+        check_critic_norm(cfg)
         if info.image_size is None:
             raise ConfigError("data.image_size: the cGAN needs a fixed image size; set data.image_size")
         if info.num_classes is not None and info.num_classes != cfg.num_classes:
@@ -35,7 +36,9 @@ class CGAN(GANModel):
         self.netG = init_weights(
             ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf), g.init_type, g.init_gain
         )
-        self.netD = init_weights(ConditionalDiscriminator(info.input_nc, cfg.num_classes, info.image_size, d.ndf), d.init_type, d.init_gain)
+        self.netD = init_weights(
+            ConditionalDiscriminator(info.input_nc, cfg.num_classes, info.image_size, d.ndf, d.norm), d.init_type, d.init_gain
+        )
         self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
         # The same noise every time the grid is drawn, so successive grids show training progress, not luck.
         fixed = torch.randn(cfg.num_classes, cfg.z_dim, generator=torch.Generator().manual_seed(0))

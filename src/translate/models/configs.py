@@ -44,6 +44,8 @@ class DCGANGeneratorConfig:
 class DCGANDiscriminatorConfig:
     arch: str = "dcgan"
     ndf: int = 64
+    # batch (DCGAN) | instance | none; gan_mode=wgangp needs instance or none.
+    norm: Norm = Norm.batch
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 

@@ -4,7 +4,7 @@ G_A: A -> B and G_B: B -> A; D_A judges B-domain images (real B vs G_A(A)), D_B 
 G minimises  GAN(D_A(G_A(A)), real) + GAN(D_B(G_B(B)), real)
              + lambda_A ||G_B(G_A(A)) - A||_1 + lambda_B ||G_A(G_B(B)) - B||_1                 (cycle)
              + lambda_identity (lambda_B ||G_A(B) - B||_1 + lambda_A ||G_B(A) - A||_1);       (identity)
-D_A minimises (GAN(D_A(B), real) + GAN(D_A(pool(G_A(A))), fake)) / 2, and D_B likewise, on fakes drawn
+D_A minimises (GAN(D_A(B), real) + GAN(D_A(pool(G_A(A))), fake) [+ lambda_gp * GP]) / 2, and D_B likewise, on fakes drawn
 from a history of generated images (the image pool).
 """
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from translate.errors import ConfigError
 from translate.image_pool import ImagePool
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
@@ -30,6 +30,7 @@ class CycleGAN(GANModel):
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__(cfg, info)
+        check_critic_norm(cfg)
         if cfg.lambda_identity > 0 and info.input_nc != info.output_nc:
             raise ConfigError(
                 f"model.lambda_identity={cfg.lambda_identity} needs data.input_nc == data.output_nc "
@@ -91,10 +92,10 @@ class CycleGAN(GANModel):
         with opt.autocast():
             pred_real = net(real)
             pred_fake = net(fake)
-            loss = (self.criterion(pred_real, True) + self.criterion(pred_fake, False)) * 0.5
+            loss = self.criterion(pred_real, True) + self.criterion(pred_fake, False)
         if self.cfg.gan_mode == "wgangp":
             loss = loss + gradient_penalty(net, real, fake, self.cfg.lambda_gp)
-        return loss, (self.criterion.score(pred_real), self.criterion.score(pred_fake))
+        return loss * 0.5, (self.criterion.score(pred_real), self.criterion.score(pred_fake))
 
     @torch.no_grad()
     def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
 """pix2pix (Isola et al. 2017): a conditional GAN on aligned pairs (A, B).
 
 G: A -> B is a U-Net; D is a PatchGAN that sees the pair cat(A, B) and says, per patch, real or fake.
-D minimises  (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2;
+D minimises  (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2  (with wgangp, lambda_gp * GP is added inside
+             the halving, so the penalty keeps its weight relative to the critic loss, as in Gulrajani et al. 2017);
 G minimises  GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1.
 """
 
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
@@ -25,6 +26,7 @@ class Pix2Pix(GANModel):
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__(cfg, info)
+        check_critic_norm(cfg)
         if info.image_size is not None:
             check_image_size(cfg.generator, info.image_size, "data.crop_size")
             check_discriminator_size(cfg.discriminator, info.image_size)
@@ -44,10 +46,10 @@ class Pix2Pix(GANModel):
             pred_fake = self.netD(torch.cat([real_A, fake_B.detach()], 1))
             loss_D_real = self.criterion(pred_real, True)
             loss_D_fake = self.criterion(pred_fake, False)
-        loss_D = (loss_D_real + loss_D_fake) * 0.5
+        loss_D = loss_D_real + loss_D_fake
         if self.cfg.gan_mode == "wgangp":
             loss_D = loss_D + gradient_penalty(self.netD, real_B, fake_B, self.cfg.lambda_gp, condition=real_A)
-        opt.step("D", loss_D)
+        opt.step("D", loss_D * 0.5)
 
         # G: GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1, with D frozen
         set_requires_grad([self.netD], False)

@@ -20,13 +20,14 @@ class ConditionalDiscriminator(nn.Module):
     """DCGAN-style discriminator conditioned on a class label.
 
     The class is given as ``num_classes`` one-hot maps broadcast to H x W and concatenated to the image, so
-    every convolution sees it. Strided convolutions with LeakyReLU(0.2) (BatchNorm after the first) reduce
-    the image to 4 x 4, and a final 4 x 4 convolution gives one logit (no sigmoid: the loss owns it).
+    every convolution sees it. Strided convolutions with LeakyReLU(0.2) (``norm`` after all but the first:
+    DCGAN's batch norm, or instance/none for a WGAN-GP critic, whose per-sample gradient penalty batch norm
+    would couple) reduce the image to 4 x 4, and a final 4 x 4 convolution gives one logit (no sigmoid).
 
     Shapes: ``forward(images [N, in_channels, S, S], labels [N] int64) -> [N]`` logits, S = ``image_size``.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 32, ndf: int = 64) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 32, ndf: int = 64, norm: str = "batch") -> None:
         super().__init__()
         if image_size < 8 or image_size & (image_size - 1):
             raise ValueError(f"image_size={image_size} is not supported; use a power of two >= 8, e.g. 32 or 64")
@@ -34,8 +35,10 @@ class ConditionalDiscriminator(nn.Module):
         n_down = int(math.log2(image_size)) - 2
         channels = [ndf * 2**i for i in range(n_down)]
         layers: list[nn.Module] = [nn.Conv2d(in_channels + num_classes, channels[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        make_norm = norm_layer(norm)
         for c_in, c_out in zip(channels, channels[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            # A convolution before batch norm needs no bias (the norm's shift replaces it).
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=str(norm) != "batch"), make_norm(c_out), nn.LeakyReLU(0.2, True)]
         layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0)]
         self.model = nn.Sequential(*layers)
 

@@ -25,7 +25,7 @@ from translate.data.registry import build_dataset, first_split
 from translate.data.sampling import EpochSampler
 from translate.errors import CheckpointError, ConfigError, TrainingError
 from translate.evaluation.image_metrics import higher_is_better
-from translate.evaluation.protocols import protocol_for
+from translate.evaluation.protocols import evaluation_data, protocol_for
 from translate.hub.catalog import DATASETS as CATALOG
 from translate.hub.download import ensure_dataset
 from translate.models.base import GANModel, Optimization, build_model
@@ -43,6 +43,11 @@ def prepare_data(cfg: Any) -> None:
     ``data.download`` is true, else stop with the ``translate-data`` command that would."""
     if str(cfg.kind) in ("aligned", "unaligned") and cfg.name in CATALOG:
         cfg.root = str(ensure_dataset(cfg.name, cfg.root, cfg.download))
+
+
+def _batch_len(batch: Any) -> int:
+    """The number of samples in a batch as the loader yields it (a dict of tensors and lists of paths)."""
+    return len(next(iter(batch.values())))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -101,15 +106,24 @@ class _EngineOptimization(Optimization):
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
     def step(self, name: str, loss: torch.Tensor) -> None:
-        # A non-finite loss would poison the weights and Adam's moments: leave this update out and report it.
-        # Over several processes they all leave it out when any one must, so the copies stay the same.
-        if not distributed.all_agree(bool(torch.isfinite(loss.detach())), loss.device):
-            self.nonfinite.append(name)
-            return
+        # A non-finite loss, or a finite one with a non-finite gradient (an overflow inside the backward
+        # pass), would poison the weights and Adam's moments: leave this update out and report it. Over
+        # several processes they all leave it out when any one must, so the copies stay the same.
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        distributed.average_gradients(params)
+        finite = torch.isfinite(loss.detach())
+        if not self.scaler.is_enabled():
+            # With fp16 the scaler itself skips steps whose scaled gradients overflowed, and lowers the scale.
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if not distributed.all_agree(bool(finite), loss.device):
+            optimizer.zero_grad(set_to_none=True)
+            self.nonfinite.append(name)
+            return
         if self.track_norms:
             self.scaler.unscale_(optimizer)
             for net_name in self.model.optimizer_groups[name]:
@@ -189,6 +203,9 @@ class Trainer:
         self.schedulers = {name: build_scheduler(opt, tr) for name, opt in self.optimizers.items()}
         self.opt = _EngineOptimization(self.model, self.optimizers, self.device, str(cfg.device.amp))
         if cfg.device.compile:
+            problem = self.model.compile_problem()
+            if problem:
+                raise ConfigError(problem)
             # Static shapes: a GAN sees a handful of fixed batch shapes (train, last batch, visuals), each
             # compiled once; dynamic-shape graphs are slower and their cached guards trip inductor's cache.
             for net in self.model.networks.values():
@@ -198,7 +215,9 @@ class Trainer:
         # Temporary files of checkpoints a killed process was writing: never complete, never needed.
         for stale in self.ckpt_dir.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        # sample_in_epoch: this process's samples of the current epoch already trained on (a position in
+        # samples, not batches, so that a resume with another batch size continues where the run stopped).
+        self.step, self.epoch, self.sample_in_epoch = 0, 0, 0
         self.skipped_nonfinite = 0
         self.visual_batch = self._visual_batch()
         self.validation = (
@@ -230,7 +249,8 @@ class Trainer:
 
     def _visual_batch(self) -> Any:
         """A fixed batch for the image grid: the first images of the validation split if there is one."""
-        _, dataset = first_split(self.cfg.data, ("val", "test")) or ("train", build_dataset(self.cfg.data, "train", train=False))
+        data = evaluation_data(self.cfg.data)
+        _, dataset = first_split(data, ("val", "test")) or ("train", build_dataset(data, "train", train=False))
         n = min(4, len(dataset))
         return move_to(next(iter(DataLoader(dataset, batch_size=n, sampler=range(n)))), self.device, self.channels_last)
 
@@ -247,7 +267,8 @@ class Trainer:
             "extra": self.model.extra_state(),
             "step": self.step,
             "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
+            # The position in the epoch over all processes, so that a resume on another number of them keeps it too.
+            "samples_in_epoch": self.sample_in_epoch * self.world,
             "skipped_nonfinite": self.skipped_nonfinite,
             "world_size": self.world,
             "best": self.best,
@@ -293,22 +314,25 @@ class Trainer:
             sched.load_state_dict(state["schedulers"][name])
         self.opt.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state(state["extra"])
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.step, self.epoch = state["step"], state["epoch"]
+        position = state.get("samples_in_epoch")
+        if position is None:  # checkpoints written before positions were kept in samples
+            position = state["batch_in_epoch"] * state["config"]["trainer"]["batch_size"] * state.get("world_size", 1)
+        self.sample_in_epoch = position // self.world
         self.best = state.get("best")
         if state.get("world_size", 1) != self.world:
             log.warning(
-                "resume=%s trained on %d process(es) and resumes on %d: the batch in all becomes %d, and the rest "
-                "of epoch %d may repeat or leave out a few images",
+                "resume=%s trained on %d process(es) and resumes on %d: the batch in all becomes %d%s",
                 path,
                 state.get("world_size", 1),
                 self.world,
                 self.cfg.trainer.batch_size * self.world,
-                self.epoch + 1,
+                f", and {position % self.world} image(s) of epoch {self.epoch + 1} are left out" if position % self.world else "",
             )
         # trainer.skip_nonfinite is a budget for the whole run, not for each resumed part of it.
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
         restore_rng(state["rng"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1, self.batch_in_epoch)
+        log.info("resumed from %s at step %d (epoch %d, after %d of its images)", path, self.step, self.epoch + 1, position)
 
     # -- logging -----------------------------------------------------------------------------------
 
@@ -398,7 +422,7 @@ class Trainer:
         for sched in self.schedulers.values():
             sched.step()
         self.epoch += 1
-        self.batch_in_epoch = 0
+        self.sample_in_epoch = 0
         # Validation comes before the checkpoints, so that latest.pt holds the best value so far and a
         # resumed run compares against it.
         if self.validation is not None and self.epoch % self.cfg.trainer.val_every_n_epochs == 0 and self.rank == 0:
@@ -411,16 +435,18 @@ class Trainer:
         log.info("epoch %d/%d done at step %d", self.epoch, self.total_epochs, self.step)
 
     def _check_finite(self, losses: Dict[str, torch.Tensor]) -> None:
-        """Stop on a step whose losses are not finite, or skip it while ``trainer.skip_nonfinite`` allows."""
+        """Stop on a step whose losses or gradients are not finite, or skip it while ``trainer.skip_nonfinite`` allows."""
         if not self.opt.nonfinite:
             return
         skipped, self.opt.nonfinite = self.opt.nonfinite, []
         terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        what = "loss" if not all(bool(torch.isfinite(v).all()) for v in losses.values()) else "gradient (the losses are finite)"
         self.skipped_nonfinite += 1
         if self.skipped_nonfinite <= self.cfg.trainer.skip_nonfinite:
             log.warning(
-                "step %d: non-finite loss (%s); skipped the %s update(s) (%d of trainer.skip_nonfinite=%d)",
+                "step %d: non-finite %s (%s); skipped the %s update(s) (%d of trainer.skip_nonfinite=%d)",
                 self.step + 1,
+                what,
                 terms,
                 "/".join(skipped),
                 self.skipped_nonfinite,
@@ -430,7 +456,7 @@ class Trainer:
         latest = self.ckpt_dir / "latest.pt"
         hint = f"the last good checkpoint is {latest}" if latest.exists() else "no checkpoint was written yet"
         raise TrainingError(
-            f"non-finite loss at step {self.step + 1}: {terms}; {hint}; lower model.optim.lr, try device.amp=off, "
+            f"non-finite {what} at step {self.step + 1}: {terms}; {hint}; lower model.optim.lr, try device.amp=off, "
             f"or allow skipping with trainer.skip_nonfinite=N"
         )
 
@@ -451,7 +477,7 @@ class Trainer:
             self.opt.updates = 0
         self._check_finite(losses)
         self.step += 1
-        self.batch_in_epoch += 1
+        self.sample_in_epoch += _batch_len(batch)
         self._bar.update(1)
         if self.opt.track_norms:
             values = distributed.mean_scalars(losses)
@@ -489,14 +515,14 @@ class Trainer:
             if self.step == 0:
                 self._log_images(self._writer)
             while self.step < self.total_steps and self.epoch < self.total_epochs and not self._stopping():
-                self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * tr.batch_size)
+                self.sampler.set_epoch(self.epoch, start=self.sample_in_epoch)
                 for batch in self.loader:
                     self.train_step(batch)
                     if self.step >= self.total_steps or self._stopping():
                         break
-                if self.batch_in_epoch == self.steps_per_epoch:
+                if self.sample_in_epoch >= self.sampler.per_process:
                     self._end_epoch()
-            if self.batch_in_epoch or self.step == first_step:
+            if self.sample_in_epoch or self.step == first_step:
                 self.save("latest.pt")
             self._log_images(self._writer, png_name="final.png")
             self._log_hparams()
