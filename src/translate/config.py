@@ -25,6 +25,12 @@ class GanMode(Choice):
     lsgan = "lsgan"
     wgangp = "wgangp"
     hinge = "hinge"
+    wgan = "wgan"
+
+
+class OptimType(Choice):
+    adam = "adam"
+    rmsprop = "rmsprop"
 
 
 class Norm(Choice):
@@ -78,6 +84,9 @@ class TrainerConfig:
     lr_decay_gamma: float = 0.1
     # Hard cap on optimisation steps (null: run all epochs).
     max_steps: Optional[int] = None
+    # Discriminator updates per generator update: the discriminators learn on every step (every batch),
+    # the generators on every n-th (5: the WGAN paper's n_critic).
+    d_steps_per_g_step: int = 1
     log_every_n_steps: int = 100
     image_every_n_steps: int = 1000
     save_every_n_epochs: int = 5

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge", "wgan")
 
 
 class GANLoss(nn.Module):
@@ -17,6 +17,8 @@ class GANLoss(nn.Module):
     - ``vanilla``: binary cross-entropy with logits (the original GAN, as in pix2pix and the cGAN).
     - ``lsgan``: mean squared error to the targets (CycleGAN's default).
     - ``wgangp``: -mean for real, +mean for fake (pair it with :func:`gradient_penalty`).
+    - ``wgan``: the same critic loss (Arjovsky et al. 2017), its Lipschitz bound kept by clipping the
+      critic's weights after each update instead (see ``translate.models.base.clip_weights``).
     - ``hinge``: D: relu(1 - real) + relu(1 + fake); G: -mean(fake).
 
     ``label_smoothing`` is one-sided (Salimans et al. 2016): the discriminator's target for real

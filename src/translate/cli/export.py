@@ -25,6 +25,7 @@ class ExportConfig:
     network: Optional[str] = None
     output: Optional[str] = None
     size: Optional[int] = None
+    weights: str = "ema"
 
 
 def _typed(cfg: DictConfig) -> DictConfig:
@@ -49,7 +50,7 @@ def _export_task(cfg: DictConfig) -> None:
             # torch.jit and the TorchScript-based ONNX exporter announce their deprecation on every use.
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            out = export_generator(typed.checkpoint or typed.run, typed.format, typed.network, typed.output, typed.size)
+            out = export_generator(typed.checkpoint or typed.run, typed.format, typed.network, typed.output, typed.size, typed.weights)
     except TranslateError as err:
         fail("translate-export", err)
     print(f"translate-export: wrote {out}")

@@ -43,24 +43,25 @@ ONNX_OPSET = 17
 DEFAULT_SIZE = 256
 
 
-def load_generator(path: PathLike, network: Optional[str] = None) -> Tuple[nn.Module, str, Path, Optional[int]]:
+def load_generator(path: PathLike, network: Optional[str] = None, weights: str = "ema") -> Tuple[nn.Module, str, Path, Optional[int]]:
     """The generator to export from ``path`` (a run directory, one of its checkpoints, or a reference
     generator file), in eval mode on the CPU.
 
     Returns ``(generator, name for output files, folder for default outputs, image side it was trained
-    at or None)``. ``network`` picks a generator of a run (default: its first, G or G_A).
+    at or None)``. ``network`` picks a generator of a run (default: its first, G or G_A); ``weights``: ema
+    (the run's moving average of its generators when it kept one) or raw.
     """
     path = resolve_checkpoint(path)
-    weights = read_weights(path)
-    if not is_translate_checkpoint(weights):
+    state = read_weights(path)
+    if not is_translate_checkpoint(state):
         if network is not None:
             raise ConfigError(f"network={network}: {path} is a reference file holding a single generator; leave network= out")
-        net = generator_from_weights(weights, path)[0]
+        net = generator_from_weights(state, path)[0]
         return net.eval(), path.stem, path.parent / "export", None
-    run_cfg = OmegaConf.create(weights["config"])
+    run_cfg = OmegaConf.create(state["config"])
     run_cfg.resume = None
-    model, typed = build_trained(weights, path, run_cfg)
-    generators = [name for name in model.networks if name.startswith("G")]
+    model, typed = build_trained(state, path, run_cfg, weights)
+    generators = list(model.generators)
     if not generators:
         raise ConfigError(f"a {typed.model.name} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
     name = network or generators[0]
@@ -123,17 +124,19 @@ def export_generator(
     network: Optional[str] = None,
     output: Optional[PathLike] = None,
     size: Optional[int] = None,
+    weights: str = "ema",
 ) -> Path:
     """Export the generator of ``source`` (run directory, checkpoint or reference file) as ``fmt``
     (``torchscript`` or ``onnx``) to ``output``, atomically; returns the path written.
 
-    ``size``: the side of the example image it is traced on (default: the run's crop size, else 256).
+    ``size``: the side of the example image it is traced on (default: the run's crop size, else 256);
+    ``weights``: ema (the run's moving average of its generators, when it kept one) or raw.
     """
     if fmt not in SUFFIXES:
         raise ConfigError(f"format={fmt!r} is not known; choose one of: {', '.join(SUFFIXES)}")
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise ExportError('format=onnx needs the onnx package: pip install "translate[export]"')
-    net, name, folder, trained_size = load_generator(source, network)
+    net, name, folder, trained_size = load_generator(source, network, weights)
     example, names, axes = example_inputs(net, size if size is not None else trained_size or DEFAULT_SIZE)
     path = Path(output) if output else folder / f"{name}{SUFFIXES[fmt]}"
     if fmt == "torchscript":

@@ -34,6 +34,7 @@ from translate.hub.reference import generator_from_weights
 from translate.models.base import DataInfo, GANModel, build_model
 from translate.models.generator_only import GeneratorOnly
 from translate.training.devices import resolve_device
+from translate.training.ema import averaged_weights
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,27 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
         run_cfg.data = cfg.data
     run_cfg.data = evaluation_data(run_cfg.data)
     run_cfg.resume = None
-    model, typed = build_trained(state, ckpt_path, run_cfg)
+    model, typed = build_trained(state, ckpt_path, run_cfg, str(cfg.weights))
     run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
     out = Path(cfg.output_dir) if cfg.output_dir else run_dir / f"test_{ckpt_path.stem}"
     return model, typed, ckpt_path, out
 
 
-def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig) -> tuple[GANModel, Any]:
+def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig, weights: str = "ema") -> tuple[GANModel, Any]:
     """The model of one of our checkpoints (``state``, read from ``ckpt_path``) with its weights, built
-    from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated."""
+    from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated.
+    ``weights``: ``ema`` takes the generators' moving average where the run kept one, ``raw`` never does."""
+    if weights not in ("ema", "raw"):
+        raise ConfigError(f"weights={weights!r} is not known; use ema (the generators' average, when the run kept one) or raw")
     typed = validate(run_cfg, testing=True)
     model = build_model(typed.model, state["info"])
+    chosen = dict(state["networks"])
+    if weights == "ema" and state.get("ema"):
+        chosen.update(averaged_weights(state["ema"]))
+        log.info("%s: the generators' moving average (model.ema.decay=%s); weights=raw for the raw ones", ckpt_path, typed.model.ema.decay)
     for name, net in model.networks.items():
         try:
-            net.load_state_dict(state["networks"][name])
+            net.load_state_dict(chosen[name])
         except (KeyError, RuntimeError) as err:
             raise CheckpointError(
                 f"{ckpt_path}: network {name} does not fit the config saved with it: {str(err).splitlines()[0][:200]}"

@@ -40,8 +40,12 @@ class Optimization:
     """The engine's side of a training step: mixed precision, backward, optimiser updates.
 
     Models call ``autocast()`` around forward passes and ``step(name, loss)`` once per update; the engine
-    decides what those mean (AMP dtype, gradient scaling, gradient-norm bookkeeping).
+    decides what those mean (AMP dtype, gradient scaling, gradient-norm bookkeeping). A GAN updates its
+    generators only when ``generator_step`` is true: with ``trainer.d_steps_per_g_step=n`` the engine sets
+    it on every n-th step, and the discriminators learn on every step (n critic updates per generator one).
     """
+
+    generator_step: bool = True
 
     def autocast(self) -> ContextManager:
         return contextlib.nullcontext()
@@ -58,6 +62,14 @@ def check_critic_norm(cfg: Any) -> None:
             "model.gan_mode=wgangp with model.discriminator.norm=batch: batch norm breaks the per-sample gradient "
             "penalty; set model.discriminator.norm=instance (or none)"
         )
+
+
+@torch.no_grad()
+def clip_weights(nets: Iterable[nn.Module], value: float) -> None:
+    """The original WGAN's Lipschitz constraint: every weight of the critic clamped to [-value, value]."""
+    for net in nets:
+        for p in net.parameters():
+            p.clamp_(-value, value)
 
 
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
@@ -77,6 +89,8 @@ class GANModel(nn.Module):
     data_kinds: ClassVar[Tuple[str, ...]] = ()
     #: Its evaluation protocol, by name (see ``translate.evaluation.protocols``).
     evaluation: ClassVar[str] = ""
+    #: The networks that make images: the ones ``model.ema`` averages and translate-test runs.
+    generators: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ import torch
 
 from translate.errors import ConfigError
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
 from translate.networks.discriminators import ConditionalDiscriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
@@ -22,6 +22,7 @@ from translate.networks.init import init_weights
 class CGAN(GANModel):
     task = "generate"
     evaluation = "digits"
+    generators = ("G",)
     data_kinds = ("mnist",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
@@ -53,8 +54,9 @@ class CGAN(GANModel):
         z = torch.randn(real.size(0), self.cfg.z_dim, device=real.device)
 
         # D: maximise log D(x|y) + log(1 - D(G(z|y)|y))
-        with opt.autocast():
+        with torch.set_grad_enabled(opt.generator_step), opt.autocast():  # G's graph only when G learns from it
             fake = self.netG(z, labels)
+        with opt.autocast():
             pred_real = self.netD(real, labels)
             pred_fake = self.netD(fake.detach(), labels)
             loss_D_real = self.criterion(pred_real, True)
@@ -63,6 +65,16 @@ class CGAN(GANModel):
         if self.cfg.gan_mode == "wgangp":
             loss_D = loss_D + gradient_penalty(lambda x: self.netD(x, labels), real, fake, self.cfg.lambda_gp)
         opt.step("D", loss_D)
+        if self.cfg.gan_mode == "wgan":
+            clip_weights([self.netD], self.cfg.clip_value)
+        losses = {
+            "loss_D/real": loss_D_real.detach(),
+            "loss_D/fake": loss_D_fake.detach(),
+            "D_real": self.criterion.score(pred_real),
+            "D_fake": self.criterion.score(pred_fake),
+        }
+        if not opt.generator_step:
+            return losses
 
         # G: maximise log D(G(z|y)|y), with D frozen
         set_requires_grad([self.netD], False)
@@ -70,14 +82,7 @@ class CGAN(GANModel):
             loss_G = self.criterion(self.netD(fake, labels), True, for_discriminator=False)
         opt.step("G", loss_G)
         set_requires_grad([self.netD], True)
-
-        return {
-            "loss_D/real": loss_D_real.detach(),
-            "loss_D/fake": loss_D_fake.detach(),
-            "loss_G/gan": loss_G.detach(),
-            "D_real": self.criterion.score(pred_real),
-            "D_fake": self.criterion.score(pred_fake),
-        }
+        return {**losses, "loss_G/gan": loss_G.detach()}
 
     @torch.no_grad()
     def visuals(self, batch: Any = None) -> Dict[str, torch.Tensor]:

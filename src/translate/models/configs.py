@@ -4,18 +4,44 @@ line read them without loading any model."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
-from translate.config import GanMode, InitType, Norm
+from translate.config import GanMode, InitType, Norm, OptimType
 from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
 
 
 @dataclass
+class NetworkOptimConfig:
+    """The settings of one optimiser (``G`` or ``D``) where they differ from the shared ones; null: shared."""
+
+    type: Optional[OptimType] = None
+    lr: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
+    weight_decay: Optional[float] = None
+
+
+@dataclass
 class OptimConfig:
+    # adam | rmsprop (the original WGAN's; beta1 and beta2 are Adam's and unused by it)
+    type: OptimType = OptimType.adam
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
     weight_decay: float = 0.0
+    # Per-optimiser overrides, e.g. a slower discriminator (two time-scale update rule): D.lr=1e-4 G.lr=4e-4.
+    G: NetworkOptimConfig = field(default_factory=NetworkOptimConfig)
+    D: NetworkOptimConfig = field(default_factory=NetworkOptimConfig)
+
+
+@dataclass
+class EMAConfig:
+    """An exponential moving average of the generators' weights (Karras et al. 2018; Yazici et al. 2019):
+    after each generator update, ema = decay * ema + (1 - decay) * weights; 0 turns it off."""
+
+    decay: float = 0.0
+    # Before this step the average just follows the weights (early weights are not worth averaging).
+    start_step: int = 0
 
 
 @dataclass
@@ -27,6 +53,9 @@ class ModelConfig:
     # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
     label_smoothing: float = 0.0
     lambda_gp: float = 10.0
+    # gan_mode=wgan: the critic's weights are clipped to [-clip_value, clip_value] after each update.
+    clip_value: float = 0.01
+    ema: EMAConfig = field(default_factory=EMAConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from translate.errors import ConfigError
 from translate.image_pool import ImagePool
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
 class CycleGAN(GANModel):
     evaluation = "cycle"
+    generators = ("G_A", "G_B")
     data_kinds = ("unaligned",)
     optimizer_groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
 
@@ -50,33 +51,43 @@ class CycleGAN(GANModel):
     def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
         real_A, real_B = batch["A"], batch["B"]
-        with opt.autocast():
+        with torch.set_grad_enabled(opt.generator_step), opt.autocast():  # G's graph only when G learns from it
             fake_B = self.netG_A(real_A)
-            rec_A = self.netG_B(fake_B)
             fake_A = self.netG_B(real_B)
-            rec_B = self.netG_A(fake_A)
+        losses: Dict[str, torch.Tensor] = {}
+        if opt.generator_step:
+            with opt.autocast():
+                rec_A = self.netG_B(fake_B)
+                rec_B = self.netG_A(fake_A)
 
-        # G_A and G_B: adversarial + cycle + identity, with both discriminators frozen
-        set_requires_grad([self.netD_A, self.netD_B], False)
-        with opt.autocast():
-            loss_gan_A = self.criterion(self.netD_A(fake_B), True, for_discriminator=False)
-            loss_gan_B = self.criterion(self.netD_B(fake_A), True, for_discriminator=False)
+            # G_A and G_B: adversarial + cycle + identity, with both discriminators frozen
+            set_requires_grad([self.netD_A, self.netD_B], False)
+            with opt.autocast():
+                loss_gan_A = self.criterion(self.netD_A(fake_B), True, for_discriminator=False)
+                loss_gan_B = self.criterion(self.netD_B(fake_A), True, for_discriminator=False)
+                if cfg.lambda_identity > 0:
+                    idt_A = self.netG_A(real_B)
+                    idt_B = self.netG_B(real_A)
+            loss_cycle_A = F.l1_loss(rec_A.float(), real_A.float()) * cfg.lambda_A
+            loss_cycle_B = F.l1_loss(rec_B.float(), real_B.float()) * cfg.lambda_B
+            losses = {
+                "loss_G/gan_A": loss_gan_A,
+                "loss_G/gan_B": loss_gan_B,
+                "loss_G/cycle_A": loss_cycle_A,
+                "loss_G/cycle_B": loss_cycle_B,
+            }
             if cfg.lambda_identity > 0:
-                idt_A = self.netG_A(real_B)
-                idt_B = self.netG_B(real_A)
-        loss_cycle_A = F.l1_loss(rec_A.float(), real_A.float()) * cfg.lambda_A
-        loss_cycle_B = F.l1_loss(rec_B.float(), real_B.float()) * cfg.lambda_B
-        losses = {"loss_G/gan_A": loss_gan_A, "loss_G/gan_B": loss_gan_B, "loss_G/cycle_A": loss_cycle_A, "loss_G/cycle_B": loss_cycle_B}
-        if cfg.lambda_identity > 0:
-            losses["loss_G/idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * cfg.lambda_B * cfg.lambda_identity
-            losses["loss_G/idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * cfg.lambda_A * cfg.lambda_identity
-        opt.step("G", sum(losses.values()))
-        set_requires_grad([self.netD_A, self.netD_B], True)
+                losses["loss_G/idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * cfg.lambda_B * cfg.lambda_identity
+                losses["loss_G/idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * cfg.lambda_A * cfg.lambda_identity
+            opt.step("G", sum(losses.values()))
+            set_requires_grad([self.netD_A, self.netD_B], True)
 
         # D_A and D_B: real vs. a fake drawn from the pool of past fakes
         loss_D_A, scores_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B.detach()), opt)
         loss_D_B, scores_B = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A.detach()), opt)
         opt.step("D", loss_D_A + loss_D_B)
+        if cfg.gan_mode == "wgan":
+            clip_weights([self.netD_A, self.netD_B], cfg.clip_value)
 
         return {
             **{k: v.detach() for k, v in losses.items()},

@@ -20,6 +20,7 @@ class GeneratorOnly(GANModel):
     optimizer_groups = {"G": ("G",)}
     data_kinds = ("single", "aligned", "unaligned")
     evaluation = "one_way"
+    generators = ("G",)
 
     def __init__(self, netG: nn.Module, cfg: Any, info: DataInfo) -> None:
         super().__init__(cfg, info)

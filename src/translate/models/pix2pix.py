@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, set_requires_grad
+from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
 from translate.networks.generators import build_generator, check_image_size
 
 
 class Pix2Pix(GANModel):
     evaluation = "paired"
+    generators = ("G",)
     data_kinds = ("aligned",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
@@ -37,7 +38,7 @@ class Pix2Pix(GANModel):
 
     def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
         real_A, real_B = batch["A"], batch["B"]
-        with opt.autocast():
+        with torch.set_grad_enabled(opt.generator_step), opt.autocast():  # G's graph only when G learns from it
             fake_B = self.netG(real_A)
 
         # D: (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2
@@ -50,6 +51,16 @@ class Pix2Pix(GANModel):
         if self.cfg.gan_mode == "wgangp":
             loss_D = loss_D + gradient_penalty(self.netD, real_B, fake_B, self.cfg.lambda_gp, condition=real_A)
         opt.step("D", loss_D * 0.5)
+        if self.cfg.gan_mode == "wgan":
+            clip_weights([self.netD], self.cfg.clip_value)
+        losses = {
+            "loss_D/real": loss_D_real.detach(),
+            "loss_D/fake": loss_D_fake.detach(),
+            "D_real": self.criterion.score(pred_real),
+            "D_fake": self.criterion.score(pred_fake),
+        }
+        if not opt.generator_step:
+            return losses
 
         # G: GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1, with D frozen
         set_requires_grad([self.netD], False)
@@ -58,15 +69,7 @@ class Pix2Pix(GANModel):
         loss_G_L1 = F.l1_loss(fake_B.float(), real_B.float())
         opt.step("G", loss_G_gan + self.cfg.lambda_L1 * loss_G_L1)
         set_requires_grad([self.netD], True)
-
-        return {
-            "loss_D/real": loss_D_real.detach(),
-            "loss_D/fake": loss_D_fake.detach(),
-            "loss_G/gan": loss_G_gan.detach(),
-            "loss_G/L1": loss_G_L1.detach(),
-            "D_real": self.criterion.score(pred_real),
-            "D_fake": self.criterion.score(pred_fake),
-        }
+        return {**losses, "loss_G/gan": loss_G_gan.detach(), "loss_G/L1": loss_G_L1.detach()}
 
     @torch.no_grad()
     def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:

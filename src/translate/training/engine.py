@@ -7,6 +7,7 @@ schedules, the progress bar, TensorBoard, checkpoints and exact resume. Models p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -32,6 +33,8 @@ from translate.models.base import GANModel, Optimization, build_model
 from translate.training import distributed
 from translate.training.checkpoints import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.training.devices import resolve_device
+from translate.training.ema import GeneratorEMA
+from translate.training.optimizers import build_optimizer
 from translate.training.schedulers import build_scheduler
 from translate.visuals import rows_to_grid, save_png
 
@@ -190,18 +193,15 @@ class Trainer:
         distributed.broadcast_module(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        optim = cfg.model.optim
         self.optimizers = {
-            name: torch.optim.Adam(
-                [p for n in nets for p in self.model.networks[n].parameters()],
-                lr=optim.lr,
-                betas=(optim.beta1, optim.beta2),
-                weight_decay=optim.weight_decay,
-            )
+            name: build_optimizer([p for n in nets for p in self.model.networks[n].parameters()], cfg.model.optim, name)
             for name, nets in self.model.optimizer_groups.items()
         }
         self.schedulers = {name: build_scheduler(opt, tr) for name, opt in self.optimizers.items()}
         self.opt = _EngineOptimization(self.model, self.optimizers, self.device, str(cfg.device.amp))
+        if tr.d_steps_per_g_step < 1:
+            raise ConfigError(f"trainer.d_steps_per_g_step={tr.d_steps_per_g_step} must be >= 1 (5 is the WGAN paper's)")
+        self.ema = self._build_ema()
         if cfg.device.compile:
             problem = self.model.compile_problem()
             if problem:
@@ -229,6 +229,16 @@ class Trainer:
         #: The last value of every logged training scalar and validation metric, for the HPARAMS table.
         self.final_metrics: Dict[str, float] = {}
         self._check_best_metric()
+
+    def _build_ema(self) -> Optional[GeneratorEMA]:
+        """The moving average of the generators that ``model.ema.decay`` asks for, or None (decay 0)."""
+        ema = self.cfg.model.get("ema")
+        if ema is None or ema.decay == 0:
+            return None
+        if not 0 < ema.decay < 1:
+            raise ConfigError(f"model.ema.decay={ema.decay} must be in (0, 1), e.g. 0.999 (0 turns the average off)")
+        # Built before compilation, so that the averages are plain modules of their own.
+        return GeneratorEMA({name: self.model.networks[name] for name in self.model.generators}, ema.decay, ema.start_step)
 
     def _check_best_metric(self) -> None:
         """Refuse a ``trainer.best_metric`` that validation will not produce, or whose direction is
@@ -265,6 +275,7 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "scaler": self.opt.scaler.state_dict(),
             "extra": self.model.extra_state(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "step": self.step,
             "epoch": self.epoch,
             # The position in the epoch over all processes, so that a resume on another number of them keeps it too.
@@ -314,6 +325,14 @@ class Trainer:
             sched.load_state_dict(state["schedulers"][name])
         self.opt.scaler.load_state_dict(state["scaler"])
         self.model.load_extra_state(state["extra"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                log.warning(
+                    "resume=%s kept no average of the generators; model.ema starts from the weights at step %d", path, state["step"]
+                )
+                self.ema.update(-1)
+            else:
+                self.ema.load_state_dict(state["ema"])
         self.step, self.epoch = state["step"], state["epoch"]
         position = state.get("samples_in_epoch")
         if position is None:  # checkpoints written before positions were kept in samples
@@ -359,7 +378,14 @@ class Trainer:
         if self.rank != 0:
             return
         self.model.eval()
-        grid = rows_to_grid(self.model.visuals(self.visual_batch))
+        rows = self.model.visuals(self.visual_batch)
+        if self.ema is not None:
+            with self.ema.swapped_in():
+                # The average's images below the raw generator's; the inputs are the same, so shown once.
+                rows.update(
+                    {f"ema_{k}": v for k, v in self.model.visuals(self.visual_batch).items() if not k.startswith(("real", "input"))}
+                )
+        grid = rows_to_grid(rows)
         self.model.train()
         if writer is not None:
             writer.add_image("train/visuals", grid, self.step)
@@ -381,7 +407,9 @@ class Trainer:
         """The model's test metrics on the first ``val_max_images`` of the validation split or, for a
         generator, the scores of a fixed set of its samples; ``probe``: on one input (or one per class)."""
         self.model.eval()
-        metrics = self.validation(self.model, self.device, probe)
+        # With model.ema, the average is what translate-test and translate-export use: validate that.
+        with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
+            metrics = self.validation(self.model, self.device, probe)
         self.model.train()
         return metrics
 
@@ -465,6 +493,7 @@ class Trainer:
         tr = self.cfg.trainer
         batch = move_to(batch, self.device, self.channels_last)
         self.opt.track_norms = (self.step + 1) % tr.log_every_n_steps == 0
+        self.opt.generator_step = (self.step + 1) % tr.d_steps_per_g_step == 0
         buffers = [b.clone() for b in self.model.buffers()] if tr.skip_nonfinite else []
         losses = self.model.training_step(batch, self.opt)
         if self.opt.nonfinite:
@@ -476,6 +505,8 @@ class Trainer:
             self.opt.scaler.update()
             self.opt.updates = 0
         self._check_finite(losses)
+        if self.ema is not None and self.opt.generator_step:
+            self.ema.update(self.step)
         self.step += 1
         self.sample_in_epoch += _batch_len(batch)
         self._bar.update(1)

@@ -1,0 +1,26 @@
+"""The optimiser of each of a model's groups, from ``model.optim`` and its per-group overrides."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable
+
+import torch
+
+_KEYS = ("type", "lr", "beta1", "beta2", "weight_decay")
+
+
+def optimizer_settings(optim: Any, group: str) -> Dict[str, Any]:
+    """``model.optim``'s shared settings with those ``model.optim.<group>`` sets (G, D) in their place."""
+    settings = {key: optim[key] for key in _KEYS}
+    overrides = optim.get(group)
+    if overrides is not None:
+        settings.update({key: overrides[key] for key in _KEYS if overrides[key] is not None})
+    return settings
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], optim: Any, group: str) -> torch.optim.Optimizer:
+    """Adam (the papers') or RMSprop (the original WGAN's) over ``params`` for optimiser ``group``."""
+    s = optimizer_settings(optim, group)
+    if str(s["type"]) == "rmsprop":
+        return torch.optim.RMSprop(params, lr=s["lr"], weight_decay=s["weight_decay"])
+    return torch.optim.Adam(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), weight_decay=s["weight_decay"])
