@@ -24,13 +24,18 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli_run(run_cli, workdir) -> Path:
-    """A smoke run trained by ``translate-train`` into its default run directory."""
+def cli_train(run_cli, workdir) -> tuple[Path, str]:
+    """A smoke run trained by ``translate-train`` into its default run directory, and what it printed."""
     proc = run_cli("translate-train", *TINY, cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = list((workdir / "outputs" / "cgan" / "mnist_subset").iterdir())
     assert len(runs) == 1, runs
-    return runs[0]
+    return runs[0], proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli_train) -> Path:
+    return cli_train[0]
 
 
 # The cGAN's scores are covered in test_evaluation.py; here they would only cost time.
@@ -53,6 +58,20 @@ def test_train_writes_the_run_directory(cli_run):
     assert load_ckpt(cli_run / "checkpoints" / "latest.pt")["step"] == 4
     assert list((cli_run / "samples").glob("*.png"))
     assert (cli_run / "train.log").is_file()
+
+
+def test_train_says_where_it_writes_and_that_it_stopped_at_max_steps(cli_train):
+    run, printed = cli_train
+    lines = printed.splitlines()
+    # the first lines name the run directory (a font cache notice may come first on a fresh machine)
+    assert any(line.endswith(f"run directory: {run}") for line in lines[:3]), printed
+    # debug=smoke stops at trainer.max_steps: the log says so rather than reading like a run cut short
+    assert "stopped at trainer.max_steps=4 as asked" in lines[-1], printed
+
+
+def test_train_draws_the_curves_of_the_run(cli_run):
+    with Image.open(cli_run / "curves.png") as curves:
+        assert curves.width >= 800 and curves.height >= 200
 
 
 def test_train_saves_the_composed_config(cli_run):
@@ -125,6 +144,12 @@ def test_cfg_job_prints_the_composed_config_without_training(run_cli, tmp_path):
     printed = yaml.safe_load(proc.stdout)
     assert printed["model"]["optim"]["lr"] == 0.0005
     assert printed["data"]["name"] == "mnist_subset" and printed["trainer"]["batch_size"] == 64
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_for_a_model_with_data_it_cannot_use_says_so(run_cli, tmp_path):
+    proc = run_cli("translate-train", "model=pix2pix", "--cfg", "job", cwd=tmp_path)
+    expect_clear_error(proc, "data=mnist is mnist data, but model=pix2pix needs aligned data")
     assert not (tmp_path / "outputs").exists()
 
 

@@ -3,6 +3,7 @@ that names it, before any data is read."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 from translate.cli.app import config_dir
 from translate.cli.overrides import check_overrides
 from translate.cli.validate import validate
+from translate.data.configs import ImageDataConfig, MNISTDataConfig
 from translate.errors import ConfigError
 from translate.models import MODELS, model_class
 
@@ -247,3 +249,13 @@ def test_no_yaml_file_restates_a_default_it_inherits(path):
     parent = _parent_values(path)
     restated = [key for key, value in _own_values(path).items() if key in parent and str(parent[key]) == str(value)]
     assert not restated, f"{path.relative_to(CONF)} restates inherited defaults: {restated}"
+
+
+def test_data_workers_default_to_what_the_machine_has(compose_config, monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    assert validate(compose_config("train", "model=pix2pix", "data=facades")).data.num_workers == min(4, cores)
+    assert validate(compose_config("train", "data=mnist")).data.num_workers == min(2, cores)
+    # a 1-core machine gets one worker, so PyTorch has no "too many workers" warning to give
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert ImageDataConfig().num_workers == 1 and MNISTDataConfig().num_workers == 1
+    assert validate(compose_config("train", "data=mnist", "data.num_workers=3")).data.num_workers == 3

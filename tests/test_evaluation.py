@@ -7,9 +7,13 @@ torch-fidelity's Inception weights cannot be had offline, so FID/KID runs use a 
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import math
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -333,11 +337,14 @@ def test_missing_weights_leave_fid_out_and_say_which_file_goes_where(image_runs,
     out = translate_test(image_runs.cyclegan, tmp_path / "test")
     assert set(json.loads((out / "metrics.json").read_text())) == {"cycle_L1_A", "cycle_L1_B"}
     cache = tmp_path / "torch" / "hub" / "checkpoints"
-    needles = [fid.INCEPTION_URL, str(cache), "metrics.inception_weights"] if HAS_FIDELITY else ['pip install "translate[metrics]"']
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "FID/KID" in r.getMessage()]
-    assert len(warnings) == 2, warnings  # before the translations and with the results
-    for needle in needles:
-        assert all(needle in w for w in warnings), (needle, warnings)
+    shown = f"~/{cache.relative_to(Path.home())}" if cache.is_relative_to(Path.home()) else str(cache)
+    needles = [fid.INCEPTION_FILE, shown, "metrics.inception_weights"] if HAS_FIDELITY else ['pip install "translate[metrics]"']
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "FID" in r.getMessage()]
+    # One short line: what is missing, where it goes, how to turn FID off (the README has the download).
+    assert len(warnings) == 1, warnings
+    assert len(warnings[0]) - len(shown) < 180 and "\n" not in warnings[0], warnings[0]
+    for needle in [*needles, "metrics.fid=false"]:
+        assert needle in warnings[0], (needle, warnings)
 
 
 def test_without_torch_fidelity_the_message_names_the_extra(monkeypatch):
@@ -416,3 +423,80 @@ def test_validation_fid_without_weights_stops_before_training(asked, monkeypatch
 def test_inception_fid_is_refused_for_the_cgan(tmp_path):
     with pytest.raises(ConfigError, match="metrics.fid=true.*fid_mnist_classifier"):
         train(tmp_path / "run", [*TINY, "metrics.fid=true"])
+
+
+# --- the results page ----------------------------------------------------------------------------------
+
+
+def page_tables(page: str) -> dict[str, list[dict[str, str]]]:
+    """The image tables of index.html: ``{heading: [{column: cell}]}``, a cell's image given by its src."""
+    tables = {}
+    for heading, table in re.findall(r"<h2>([^<]*)</h2>\s*<table class=\"images\">(.*?)</table>", page, re.S):
+        rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        columns = re.findall(r"<th>([^<]*)</th>", rows[0])
+        cells = [[m[0] or m[1] for m in re.findall(r"<td>(?:<img src=\"([^\"]*)\"[^>]*>|([^<]*))</td>", row)] for row in rows[1:]]
+        tables[heading] = [dict(zip(columns, row)) for row in cells]
+    return tables
+
+
+def test_results_page_has_a_table_per_direction_with_the_run_and_every_metric(image_runs, tmp_path):
+    out = translate_test(image_runs.cyclegan, tmp_path / "test")
+    page = (out / "index.html").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert str(image_runs.cyclegan) in page and str(image_runs.cyclegan / "checkpoints" / "latest.pt") in page
+    # means on top, as metrics.json has them
+    for name, value in metrics.items():
+        assert re.search(rf"<tr><td>{name}</td><td>{value['mean']:.4g}</td><td>{value['num_images']}</td></tr>", page), name
+    tables = page_tables(page)
+    # A → B and B → A each in a table of their own columns, not one 7-column table
+    assert list(tables) == ["A → B (4 images)", "B → A (5 images)"]
+    assert list(tables["A → B (4 images)"][0]) == ["input", "cycle_L1_A", "real_A", "fake_B", "rec_A"]
+    assert list(tables["B → A (5 images)"][0]) == ["input", "cycle_L1_B", "real_B", "fake_A", "rec_B"]
+    # per-image values beside each row; their mean is the mean of metrics.json
+    for (title, rows), side in zip(tables.items(), "AB"):
+        values = [float(row[f"cycle_L1_{side}"]) for row in rows]
+        assert np.mean(values) == pytest.approx(metrics[f"cycle_L1_{side}"]["mean"], rel=1e-3), title
+        assert all((out / row[f"real_{side}"]).is_file() for row in rows)
+    # thousands of images stay usable: the browser loads each image when it scrolls near
+    assert page.count("<img ") == page.count('loading="lazy"') == 3 * 9
+
+
+BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
+
+#: Appended to a copy of the page: once the page has loaded, writes what the test asserts into the DOM.
+PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const images = [...document.images];
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({
+    width: document.documentElement.clientWidth,
+    scroll_width: document.documentElement.scrollWidth,
+    images: images.length,
+    not_loaded: images.filter((i) => !(i.complete && i.naturalWidth > 0)).map((i) => i.getAttribute("src")),
+  });
+  document.body.appendChild(probe);
+}, 1000));
+</script>"""
+
+
+def render(page: Path, tmp_path: Path, width: int = 1280) -> dict:
+    """What ``PROBE`` reports for ``page`` in headless Chromium in a window ``width`` px wide (tall enough
+    for every image of a small page to be in view, so lazy images load)."""
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    command = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    command += [f"--window-size={width},8000", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no headless browser installed (apt-get install chromium)")
+def test_results_page_fits_a_1280_pixel_window_and_every_image_loads(image_runs, tmp_path):
+    out = translate_test(image_runs.cyclegan, tmp_path / "test")
+    seen = render(out / "index.html", tmp_path)
+    assert seen["width"] == 1280 or seen["width"] > 1200, seen  # the window, less any scroll bar
+    assert seen["scroll_width"] <= seen["width"], f"the page scrolls sideways at 1280 px: {seen}"
+    assert seen["images"] == 27 and not seen["not_loaded"], seen

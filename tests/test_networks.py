@@ -205,6 +205,25 @@ def test_resnet_forward_rejects_sizes_not_divisible_by_4():
             100,
             "crop size 100 does not fit unet (num_downs=6): image sides must be multiples of 64 (e.g. 64, 128)",
         ),
+        # the default unet_256 names the generator settings that take the crop
+        (
+            gen_cfg(arch="unet_256"),
+            128,
+            "crop size 128 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512); "
+            "for 128 use model.generator.arch=unet_128",
+        ),
+        (
+            gen_cfg(arch="unet_256"),
+            96,
+            "crop size 96 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512); "
+            "for 96 use model.generator.arch=unet model.generator.num_downs=5",
+        ),
+        (
+            gen_cfg(arch="unet_256", num_downs=7),
+            192,
+            "crop size 192 does not fit unet (num_downs=7): image sides must be multiples of 128 (e.g. 128, 256); "
+            "for 192 use model.generator.arch=unet model.generator.num_downs=6",
+        ),
     ],
 )
 def test_check_image_size_messages(cfg, size, message):
@@ -243,6 +262,12 @@ def count_blocks(net: nn.Module, kind: type) -> int:
         ({"arch": "resnet_9blocks"}, ResnetGenerator, 9),
         ({"arch": "resnet_6blocks"}, ResnetGenerator, 6),  # preset beats the schema default n_blocks=9
         ({"arch": "resnet", "n_blocks": 3}, ResnetGenerator, 3),
+        ({"arch": "unet", "num_downs": None}, UnetGenerator, 8),
+        # a depth set explicitly wins over the one the preset implies
+        ({"arch": "resnet_9blocks", "n_blocks": 6}, ResnetGenerator, 6),
+        ({"arch": "resnet_6blocks", "n_blocks": 4}, ResnetGenerator, 4),
+        ({"arch": "unet_256", "num_downs": 7}, UnetGenerator, 7),
+        ({"arch": "unet_128", "num_downs": 6}, UnetGenerator, 6),
     ],
 )
 def test_build_generator_honours_presets(overrides, family, depth):
@@ -257,18 +282,6 @@ def test_build_generator_honours_presets(overrides, family, depth):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (
-            {"arch": "unet_128", "num_downs": 6},
-            "model.generator.arch=unet_128 implies num_downs=7 but model.generator.num_downs=6; set arch=unet to choose the depth",
-        ),
-        (
-            {"arch": "unet_256", "num_downs": 7},
-            "model.generator.arch=unet_256 implies num_downs=8 but model.generator.num_downs=7; set arch=unet to choose the depth",
-        ),
-        (
-            {"arch": "resnet_6blocks", "n_blocks": 4},
-            "model.generator.arch=resnet_6blocks implies n_blocks=6 but model.generator.n_blocks=4; set arch=resnet to choose the depth",
-        ),
         (
             {"arch": "unet_512"},
             "model.generator.arch='unet_512' is not known; choose one of: unet_256, unet_128, unet, resnet_9blocks, resnet_6blocks, resnet",
@@ -293,10 +306,9 @@ def test_build_discriminator_archs():
     assert len(build_discriminator(disc_cfg(arch="basic", ndf=1), 3).model) == 12  # 3 layers
     assert len(build_discriminator(disc_cfg(arch="n_layers", n_layers=1, ndf=1), 3).model) == 6
     assert isinstance(build_discriminator(disc_cfg(arch="pixel", ndf=1), 3), PixelDiscriminator)
-    with pytest.raises(
-        ConfigError, match="model.discriminator.arch=basic implies n_layers=3 but model.discriminator.n_layers=5; set arch=n_layers"
-    ):
-        build_discriminator(disc_cfg(arch="basic", n_layers=5), 3)
+    assert len(build_discriminator(disc_cfg(arch="n_layers", ndf=1), 3).model) == 12  # the family's default depth
+    # n_layers set explicitly wins over the preset's 3
+    assert len(build_discriminator(disc_cfg(arch="basic", n_layers=5, ndf=1), 3).model) == 18
     with pytest.raises(ConfigError, match="model.discriminator.n_layers=-1 is not supported"):
         build_discriminator(disc_cfg(arch="n_layers", n_layers=-1), 3)
 

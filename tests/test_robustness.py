@@ -270,9 +270,19 @@ def test_a_skipped_step_leaves_no_nonfinite_state_behind(tmp_path, monkeypatch):
     assert not bad, f"non-finite after a skipped step: {bad}"
 
 
-def test_diverging_run_is_a_one_line_cli_error(cli):
+def test_diverging_run_is_a_one_line_cli_error_also_kept_in_its_log(cli, tmp_path):
     code, err = cli(*COMMON, *CGAN, "model.optim.lr=1e30", "trainer.max_steps=4", "hydra.run.dir=run")
-    assert_one_line_error(code, err, "non-finite loss at step", "loss_G/gan=nan", "no checkpoint was written yet")
+    line = assert_one_line_error(code, err, "non-finite loss at step", "loss_G/gan=nan", "no checkpoint was written yet")
+    # training had started: the run stays, with the error in its log
+    assert line.removeprefix("translate-train: error: ") in (tmp_path / "run" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("run_dir", [[], ["hydra.run.dir=run"]], ids=["default", "hydra.run.dir"])
+def test_a_failed_start_leaves_no_run_directory(cli, tmp_path, run_dir):
+    code, err = cli(*COMMON, *CGAN, "trainer.batch_size=13", *run_dir)
+    assert_one_line_error(code, err, "trainer.batch_size=13 is larger than the dataset")
+    # nothing to pick as "the newest run": not the run directory, nor the folders made for it
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # --- bad data --------------------------------------------------------------------------------------
@@ -361,7 +371,9 @@ def test_image_smaller_than_the_crop_is_named_or_skipped(tmp_path, cli):
         save_png(tmp_path / "data" / "train" / f"{i}.png", noise(rng, width, 32))
     args = [*COMMON, *PIX2PIX, f"data.root={tmp_path / 'data'}", "data.preprocess=crop", "trainer.max_steps=2"]
     code, err = cli(*args, "hydra.run.dir=run")
-    assert_one_line_error(code, err, "1.png: 24x32 is 24x32 after data.preprocess=crop", "data.crop_size=32")
+    assert_one_line_error(code, err, "train/1.png: the image is 24x32, smaller than data.crop_size=32", "data.crop_size<=24")
+    assert "after data.preprocess" not in err  # nothing was resized: no sentence comparing 24x32 with itself
+    assert not (tmp_path / "run").exists()
     ds = AlignedDataset(train_config(*args, "data.skip_bad=true").data, "train", train=True)
     assert [a.name for a, _ in ds.pairs] == ["0.png", "2.png"]
     with pytest.raises(ImageTooSmallError):
@@ -369,6 +381,13 @@ def test_image_smaller_than_the_crop_is_named_or_skipped(tmp_path, cli):
 
 
 # --- bad configs: one line, naming the key, before training ----------------------------------------
+
+
+def test_crop_larger_than_every_image_names_a_training_file(tmp_path, cli):
+    # the val images are read first for the image grid, but the training files are what the crop is for
+    data = aligned_folder(tmp_path / "data", side=24, splits=("train", "val"))
+    code, err = cli(*COMMON, *PIX2PIX, f"data.root={data}", "data.preprocess=crop", "hydra.run.dir=run")
+    assert_one_line_error(code, err, f"{data / 'train'}/", "the image is 24x24, smaller than data.crop_size=32", "data.crop_size<=24")
 
 
 def test_batch_larger_than_the_dataset(cli):
@@ -460,5 +479,8 @@ def test_checkpoint_of_another_architecture_names_the_mismatch(cli, pix2pix_run,
     run = Path(shutil.copytree(pix2pix_run, tmp_path / "run"))
     code, err = cli(f"resume={run}", "model.generator.ngf=8")
     line = assert_one_line_error(code, err, f"resume={run}", "network G")
+    # a failed resume keeps the run it was to continue, and its log tells what happened
+    assert (run / "checkpoints" / "latest.pt").is_file()
+    assert line.removeprefix("translate-train: error: ") in (run / "train.log").read_text()
     # which setting or which weights differ, not just that loading failed
     assert "ngf" in line or re.search(r"\[4, .*\[8, |\[8, .*\[4, ", line), line

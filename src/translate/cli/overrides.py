@@ -35,11 +35,36 @@ def _nearest(word: str, choices: List[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
+#: Hydra's flags whose value is the next argument (``--cfg job``), not an override.
+_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+}
+
+
+def _without_flags(args: List[str]) -> List[str]:
+    kept = []
+    for previous, arg in zip([None, *args], args):
+        if not arg.startswith("-") and previous not in _FLAGS_WITH_VALUE:
+            kept.append(arg)
+    return kept
+
+
 def _checkable(args: List[str]) -> Optional[List[str]]:
-    """The overrides among ``args`` as Hydra's compose API takes them: Hydra's own settings left to Hydra,
-    each sweep (``a=1,2``) replaced by its first value. None when they do not parse (Hydra says why)."""
+    """The overrides among ``args`` as Hydra's compose API takes them: Hydra's flags and settings left to
+    Hydra, each sweep (``a=1,2``) replaced by its first value. None when they do not parse (Hydra says why)."""
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        parsed = OverridesParser.create().parse_overrides(_without_flags(args))
     except OverrideParseException:
         return None
     checked = []
@@ -96,13 +121,14 @@ def _message(err: ConfigCompositionException, config_name: str, overrides: List[
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def check_overrides(config_name: str, args: List[str]) -> None:
-    """Compose ``config_name`` with the overrides among ``args``; raise ConfigError with one line naming a
-    key, value or group option that does not fit. Whatever cannot be checked here is left to Hydra."""
+def check_overrides(config_name: str, args: List[str]) -> Optional[DictConfig]:
+    """Compose ``config_name`` with the overrides among ``args`` and return it (a sweep with its first
+    values); raise ConfigError with one line naming a key, value or group option that does not fit.
+    None when the overrides do not parse: Hydra says why."""
     overrides = _checkable(args)
-    if not overrides:
-        return
+    if overrides is None:
+        return None
     try:
-        _compose(config_name, overrides)
+        return _compose(config_name, overrides)
     except ConfigCompositionException as err:
         raise ConfigError(_message(err, config_name, overrides)) from None

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translate.cli.app import config_dir, fail
 from translate.cli.overrides import check_overrides
+from translate.cli.run_dir import settle_failed_run
 from translate.cli.validate import validate
 from translate.errors import TranslateError
 
@@ -65,13 +66,22 @@ def _train_task(cfg: DictConfig) -> None:
     from translate.training.distributed import is_main
     from translate.training.engine import Trainer
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if is_main():
+        log.info("run directory: %s", run_dir)
+    trainer = None
     try:
         typed = validate(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         if is_main():
             OmegaConf.save(typed, run_dir / "config.yaml")
-        Trainer(typed, run_dir).fit()
-    except TranslateError as err:
+        trainer = Trainer(typed, run_dir)
+        trainer.fit()
+    except Exception as err:
+        if is_main():  # torchrun's processes share the directory; rank 0 owns it
+            started = bool(cfg.get("resume")) or (trainer is not None and trainer.training_started)
+            settle_failed_run(run_dir, err, keep=started)
+        if not isinstance(err, TranslateError):
+            raise
         fail("translate-train", err)
 
 
@@ -98,6 +108,9 @@ def _distributed_argv(args: List[str]) -> List[str]:
     return args if distributed.is_main() else [*args, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
+#: Hydra's flags that only describe the app: they answer without composing a run, so without torch.
+_HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
 _train_main = hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")(_train_task)
 
 
@@ -106,7 +119,10 @@ def _train(args: List[str]) -> None:
     before = saved.read_bytes() if saved is not None else None
     argv = _resume_argv(args)
     try:
-        check_overrides("train", argv)
+        composed = check_overrides("train", argv)
+        # The check a run makes, before Hydra creates its directory; --cfg job says the same.
+        if composed is not None and not _HELP_FLAGS.intersection(argv):
+            validate(composed)
     except TranslateError as err:
         fail("translate-train", err)
     sys.argv = [sys.argv[0], *argv]

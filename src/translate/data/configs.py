@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Optional
 
 from translate.config import Choice
@@ -21,6 +22,13 @@ class Direction(Choice):
     BtoA = "BtoA"
 
 
+def machine_workers(most: int) -> int:
+    """DataLoader worker processes: ``most``, or as many as this process may use CPU cores when that is
+    fewer (PyTorch warns about more workers than cores, and they would only compete for them)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(most, cores)
+
+
 @dataclass
 class MNISTDataConfig:
     """torchvision's MNIST under ``root`` (downloaded there when online and ``download`` is true);
@@ -33,7 +41,7 @@ class MNISTDataConfig:
     bundled: bool = False
     image_size: int = 32
     max_dataset_size: Optional[int] = None
-    num_workers: int = 2
+    num_workers: int = field(default_factory=lambda: machine_workers(2))
 
 
 @dataclass
@@ -61,7 +69,7 @@ class ImageDataConfig:
     # true: decode every image once before training and leave out (logging each by name) those that are
     # corrupt, truncated, empty or smaller than the crop; false: the first bad read stops training.
     skip_bad: bool = False
-    num_workers: int = 4
+    num_workers: int = field(default_factory=lambda: machine_workers(4))
 
 
 #: The schema of each ``data.kind``.

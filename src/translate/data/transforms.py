@@ -125,10 +125,10 @@ class ImageTransform:
         top = left = 0
         if self.crops:
             if w < self.crop_size or h < self.crop_size:
+                # Only data.preprocess=crop gets here (the resizing modes keep load_size >= crop_size): the sizes are the file's.
                 raise ImageTooSmallError(
-                    f"{path or 'image'}: {size[0]}x{size[1]} is {w}x{h} after "
-                    f"data.preprocess={self.preprocess}, smaller than data.crop_size={self.crop_size}; "
-                    "lower data.crop_size or resize first (data.preprocess=resize_and_crop)"
+                    f"{path or 'image'}: the image is {w}x{h}, smaller than data.crop_size={self.crop_size}; "
+                    f"use data.crop_size<={min(w, h)} or resize first (data.preprocess=resize_and_crop)"
                 )
             if self.train:
                 left = int(torch.randint(w - self.crop_size + 1, (), generator=gen))

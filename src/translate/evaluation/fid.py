@@ -48,13 +48,17 @@ class InceptionLookup:
 
     path: Optional[Path] = None
     problem: Optional[str] = None
+    #: ``problem`` in a few words (what is missing, where it goes), for the warning of ``metrics.fid=auto``.
+    brief: Optional[str] = None
 
 
 def find_inception(weights: Optional[str]) -> InceptionLookup:
     """Locate the Inception weights: the file ``weights`` (``metrics.inception_weights``) or, when None,
     torch-fidelity's cache. Checks that torch-fidelity is installed; reads nothing."""
     if importlib.util.find_spec("torch_fidelity") is None:
-        return InceptionLookup(problem=f"torch-fidelity is not installed; {INSTALL_HINT}")
+        return InceptionLookup(
+            problem=f"torch-fidelity is not installed; {INSTALL_HINT}", brief=f"torch-fidelity is not installed ({INSTALL_HINT})"
+        )
     cache = inception_cache_path()
     if weights is not None:
         path = Path(str(weights)).expanduser()
@@ -66,10 +70,13 @@ def find_inception(weights: Optional[str]) -> InceptionLookup:
         )
     if cache.is_file():
         return InceptionLookup(path=cache)
+    home = Path.home()
+    shown = f"~/{cache.parent.relative_to(home)}" if cache.parent.is_relative_to(home) else str(cache.parent)
     return InceptionLookup(
         problem=f"the Inception weights {INCEPTION_FILE} are not in torch-fidelity's cache {cache.parent}; "
         f"download {INCEPTION_URL} into that folder (e.g. mkdir -p {cache.parent} && curl -L -o {cache} "
-        f"{INCEPTION_URL}) or anywhere and pass metrics.inception_weights=<file>"
+        f"{INCEPTION_URL}) or anywhere and pass metrics.inception_weights=<file>",
+        brief=f"no Inception weights {INCEPTION_FILE} in {shown}/ (put them there or pass metrics.inception_weights=<file>)",
     )
 
 
@@ -111,14 +118,12 @@ class DistributionMetrics:
     Feed each batch's visuals to :meth:`update`; :meth:`compute` returns ``{"FID_X": ..., "KID_X": ...}``
     entries in the ``{"mean", "num_images", ...}`` format of metrics.json. Features of fakes are computed
     as they come; real images are kept as uint8 and only those with a fake counterpart go through the
-    network, so inputs that nothing is compared with cost nothing. Without an extractor (``problem`` says
-    why) it only notes which pairs there were, and :meth:`compute` repeats the problem if there were any.
+    network, so inputs that nothing is compared with cost nothing.
     """
 
-    def __init__(self, extract: Optional[FeatureExtractor], kid_subset_size: int = 1000, problem: Optional[str] = None) -> None:
+    def __init__(self, extract: FeatureExtractor, kid_subset_size: int = 1000) -> None:
         self.extract = extract
         self.kid_subset_size = kid_subset_size
-        self.problem = problem
         self.fake: Dict[str, List[torch.Tensor]] = {}
         self.real: Dict[str, List[torch.Tensor]] = {}
 
@@ -126,9 +131,7 @@ class DistributionMetrics:
     def update(self, visuals: Dict[str, torch.Tensor]) -> None:
         for name, images in visuals.items():
             kind, _, side = name.partition("_")
-            if self.extract is None and kind in ("fake", "real"):
-                getattr(self, kind).setdefault(side, [])
-            elif kind == "fake":
+            if kind == "fake":
                 self.fake.setdefault(side, []).append(self.extract(as_rgb_uint8(images)).double().cpu())
             elif kind == "real":
                 self.real.setdefault(side, []).append(as_rgb_uint8(images).cpu())
@@ -136,10 +139,6 @@ class DistributionMetrics:
     @torch.no_grad()
     def compute(self) -> Dict[str, Dict[str, float]]:
         sides = sorted(self.fake.keys() & self.real.keys())
-        if self.extract is None:
-            if sides:
-                log.warning("FID/KID of %s not computed: %s", ", ".join(sides), self.problem)
-            return {}
         out: Dict[str, Dict[str, float]] = {}
         for side in sides:
             fake = torch.cat(self.fake[side])
@@ -167,16 +166,14 @@ def check_fid(cfg: Any) -> Optional[InceptionLookup]:
         return lookup
     if cfg.fid is True or cfg.inception_weights is not None:
         raise ConfigError(f"FID/KID: {lookup.problem} (metrics.fid=false runs without them)")
-    log.warning("FID/KID will not be computed: %s (metrics.fid=false silences this)", lookup.problem)
+    log.warning("FID/KID skipped: %s; metrics.fid=false turns this off", lookup.brief)
     return lookup
 
 
 def distribution_metrics(cfg: Any, device: torch.device) -> Optional[DistributionMetrics]:
-    """FID/KID as a ``metrics`` section asks (see :func:`check_fid`): None when off, else a collector
-    (one that only repeats the problem at the end when the weights are missing)."""
+    """FID/KID as a ``metrics`` section asks (see :func:`check_fid`): None when off or when the weights
+    are missing (check_fid said so, once), else a collector."""
     lookup = check_fid(cfg)
-    if lookup is None:
+    if lookup is None or lookup.path is None:
         return None
-    if lookup.path is None:
-        return DistributionMetrics(None, problem=lookup.problem)
     return DistributionMetrics(inception_extractor(lookup.path, device), int(cfg.kid_subset_size))

@@ -13,9 +13,10 @@ from tqdm import tqdm
 
 from translate.data.batch import move_to
 
-BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor]], None]
 #: Per-image metrics ``{name: [N]}`` of a batch's visuals (real_A, fake_B, ...).
 PerImageMetrics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
+#: ``(batch, visuals, per-image metrics)`` of each batch.
+BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, torch.Tensor]], None]
 
 
 @torch.no_grad()
@@ -34,7 +35,8 @@ def evaluate(
     and both get scored by ``metrics_of``.
 
     Returns ``{metric: {"mean": float, "num_images": int}}`` over every image; ``on_batch(batch,
-    visuals)`` sees each batch (on the CPU side: paths, etc.) with its visuals.
+    visuals, scores)`` sees each batch (on the CPU side: paths, etc.) with its visuals and the per-image
+    values of each metric (``{name: [N]}``, on the CPU).
     """
     sums: Dict[str, float] = {}
     counts: Dict[str, int] = {}
@@ -44,9 +46,10 @@ def evaluate(
             DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress
         ):
             visuals = model.translate(move_to(batch, device, False))
-            for key, values in metrics_of(visuals).items():
-                sums[key] = sums.get(key, 0.0) + float(values.double().sum())
+            scores = {key: values.detach().double().cpu() for key, values in metrics_of(visuals).items()}
+            for key, values in scores.items():
+                sums[key] = sums.get(key, 0.0) + float(values.sum())
                 counts[key] = counts.get(key, 0) + values.numel()
             if on_batch is not None:
-                on_batch(batch, visuals)
+                on_batch(batch, visuals, scores)
     return {key: {"mean": sums[key] / counts[key], "num_images": counts[key]} for key in sums}

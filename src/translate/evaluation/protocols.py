@@ -91,7 +91,7 @@ class Translation(Protocol):
                 batch_size,
                 device,
                 2 if probe else max_images,
-                on_batch=None if distributions is None else lambda batch, visuals: distributions.update(visuals),
+                on_batch=None if distributions is None else lambda batch, visuals, scores: distributions.update(visuals),
                 progress=False,
             )
             if distributions is not None:

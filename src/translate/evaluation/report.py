@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -13,7 +15,7 @@ from torch.utils.data import Dataset
 
 from translate.evaluation.fid import DistributionMetrics
 from translate.evaluation.loop import PerImageMetrics, evaluate
-from translate.files import atomic_write
+from translate.files import atomic_write, resolve_checkpoint
 from translate.visuals import rows_to_grid, save_png, to_unit
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,17 @@ def write_samples(model: Any, out: Path, n_per_class: int, device: torch.device)
             save_png(image, out / "samples" / str(c) / f"{k}.png")
 
 
+@dataclass
+class Row:
+    """One input of the results page: its name, its images (visual -> file under the page's folder, with
+    ``(width, height)``) and its per-image metric values."""
+
+    stem: str
+    files: Dict[str, str]
+    size: tuple[int, int]
+    scores: Dict[str, float] = field(default_factory=dict)
+
+
 def write_translations(
     model: Any,
     metrics_of: PerImageMetrics,
@@ -48,23 +61,25 @@ def write_translations(
 ) -> None:
     """Translate every input of ``datasets`` (``num_test`` caps each) in batches; write the images,
     index.html and metrics.json (with FID/KID when ``distributions`` is given)."""
-    rows: List[tuple[str, Dict[str, str]]] = []
+    rows: List[Row] = []
     used: set[str] = set()
 
-    def write_batch(batch: Dict[str, Any], visuals: Dict[str, torch.Tensor]) -> None:
+    def write_batch(batch: Dict[str, Any], visuals: Dict[str, torch.Tensor], scores: Dict[str, torch.Tensor]) -> None:
         for i, path in enumerate(batch.get("A_path") or batch["B_path"]):
             stem = _unique_stem(Path(path).stem, visuals, used)
             files = {name: f"images/{stem}_{name}.png" for name in visuals}
             for name, images in visuals.items():
                 save_png(to_unit(images[i]), out / files[name])
-            rows.append((stem, files))
+            height, width = next(iter(visuals.values())).shape[-2:]
+            rows.append(Row(stem, files, (int(width), int(height)), {key: float(values[i]) for key, values in scores.items()}))
         if distributions is not None:
             distributions.update(visuals)
 
     metrics = evaluate(model, metrics_of, datasets, cfg.batch_size, device, cfg.num_test, write_batch)
     if distributions is not None:
         metrics.update(distributions.compute())
-    write_index(out / "index.html", rows)
+    checkpoint = resolve_checkpoint(cfg.checkpoint or cfg.run)
+    write_index(out / "index.html", rows, metrics, run=str(cfg.run or checkpoint.parent), checkpoint=str(checkpoint))
     write_metrics(out, metrics)
 
 
@@ -78,18 +93,63 @@ def _unique_stem(stem: str, visuals: Dict[str, torch.Tensor], used: set[str]) ->
     return candidate
 
 
-def write_index(path: Path, rows: List[tuple[str, Dict[str, str]]]) -> None:
-    names: List[str] = []
-    for _, files in rows:
-        names += [n for n in files if n not in names]
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = "\n".join(
-        "<tr><td>"
-        + html.escape(stem)
-        + "</td>"
-        + "".join(f'<td><img src="{html.escape(files[n])}" width="256"></td>' if n in files else "<td></td>" for n in names)
-        + "</tr>"
-        for stem, files in rows
+def _number(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else str(value)
+
+
+def _direction(names: List[str]) -> str:
+    """``A → B`` for the visuals real_A, fake_B, ... of one direction."""
+    source = next((n.partition("_")[2] for n in names if n.startswith("real_")), "?")
+    target = next((n.partition("_")[2] for n in names if n.startswith("fake_")), "?")
+    return f"{source} → {target}"
+
+
+#: The page fits a 1280 px window: the tables take the page's width and the images shrink to their column.
+_STYLE = """
+body { font-family: sans-serif; margin: 16px; max-width: 1248px; }
+table { border-collapse: collapse; margin-bottom: 24px; }
+th, td { border: 1px solid #ccc; padding: 4px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+table.images { width: 100%; table-layout: fixed; }
+table.images img { display: block; width: 100%; max-width: 256px; height: auto; }
+code { overflow-wrap: anywhere; }
+"""
+
+
+def write_index(path: Path, rows: List[Row], metrics: Dict[str, Dict[str, Any]], run: str, checkpoint: str) -> None:
+    """index.html: the run, the checkpoint and the mean of each metric on top, then one table per
+    direction (CycleGAN's A → B and B → A inputs have different visuals) with each input's per-image
+    metrics beside its images. Images load lazily, so a test set of thousands of images opens at once."""
+    tables: Dict[tuple[str, ...], List[Row]] = {}
+    for row in rows:
+        tables.setdefault(tuple(row.files), []).append(row)
+    means = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_number(v['mean'])}</td><td>{v['num_images']}</td></tr>" for k, v in metrics.items()
     )
-    page = f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>translate-test</title></head><body>\n<table>\n<tr><th>input</th>{head}</tr>\n{body}\n</table>\n</body></html>\n"
+    parts = [
+        f"<h1>translate-test</h1>\n<p>run: <code>{html.escape(run)}</code><br>checkpoint: <code>{html.escape(checkpoint)}</code></p>",
+        f'<table class="means">\n<tr><th>metric</th><th>mean</th><th>images</th></tr>{means}\n</table>' if metrics else "",
+    ]
+    for names, direction_rows in tables.items():
+        scores = list(direction_rows[0].scores)
+        cols = '<col style="width: 150px">' + '<col style="width: 90px">' * len(scores) + "<col>" * len(names)
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in ["input", *scores, *names])
+        body = "\n".join(
+            f"<tr><td>{html.escape(row.stem)}</td>"
+            + "".join(f"<td>{_number(row.scores[k])}</td>" for k in scores)
+            + "".join(
+                f'<td><img src="{html.escape(row.files[n])}" alt="{html.escape(n)}" width="{row.size[0]}" '
+                f'height="{row.size[1]}" loading="lazy"></td>'
+                for n in names
+            )
+            + "</tr>"
+            for row in direction_rows
+        )
+        title = f"{_direction(list(names))} ({len(direction_rows)} images)"
+        parts.append(f'<h2>{html.escape(title)}</h2>\n<table class="images"><colgroup>{cols}</colgroup>\n<tr>{head}</tr>\n{body}\n</table>')
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f"<title>translate-test: {html.escape(run)}</title><style>{_STYLE}</style></head><body>\n"
+        + "\n".join(p for p in parts if p)
+        + "\n</body></html>\n"
+    )
     atomic_write(path, lambda tmp: Path(tmp).write_text(page))

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from translate.errors import CheckpointError
 from translate.files import is_translate_checkpoint, read_weights
 from translate.networks.configs import GeneratorConfig
-from translate.networks.generators import GENERATOR_ARCHS, build_generator
+from translate.networks.generators import GENERATOR_ARCHS, build_generator, resolve_preset
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def reference_state_dict(obj: Any, path: PathLike) -> StateDict:
 
 
 def _preset(family: str, depth: int) -> Optional[str]:
-    return next((name for name, (fam, _, fixed) in GENERATOR_ARCHS.items() if fam == family and fixed == depth), None)
+    return next((name for name, (fam, _, own) in GENERATOR_ARCHS.items() if fam == family != name and own == depth), None)
 
 
 def _arch_text(family: str, depth: int) -> str:
@@ -190,8 +190,7 @@ def _configured(cfg: Any) -> Dict[str, Any]:
     """What ``cfg`` says about the keys a file can imply, for the log of disagreements."""
     said: Dict[str, Any] = {"ngf": int(cfg.ngf), "norm": str(cfg.norm), "dropout": bool(cfg.dropout), "arch": str(cfg.arch)}
     if str(cfg.arch) in GENERATOR_ARCHS:
-        family, key, fixed = GENERATOR_ARCHS[str(cfg.arch)]
-        said["arch"] = _arch_text(family, fixed if fixed is not None else int(getattr(cfg, key)))
+        said["arch"] = _arch_text(*resolve_preset("model.generator", GENERATOR_ARCHS, cfg))
     return said
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from translate.config import InitType, Norm
 
@@ -17,9 +18,10 @@ class GeneratorConfig:
     ngf: int = 64
     norm: Norm = Norm.batch
     dropout: bool = False
-    # Depth for arch=resnet / arch=unet (the presets fix their own).
-    n_blocks: int = 9
-    num_downs: int = 8
+    # The depth; null: the arch's (resnet_9blocks and resnet: 9, unet_256 and unet: 8, unet_128: 7). A number set
+    # here wins over the arch's.
+    n_blocks: Optional[int] = None
+    num_downs: Optional[int] = None
     # reflect | replicate | zero
     padding_type: str = "reflect"
     init_type: InitType = InitType.normal
@@ -33,7 +35,8 @@ class DiscriminatorConfig:
     # basic (70x70, n_layers 3) | n_layers (0 = 1x1 pixel, 1 = 16x16, 3 = 70x70, 5 = 286x286) | pixel
     arch: str = "basic"
     ndf: int = 64
-    n_layers: int = 3
+    # null: the arch's (basic and n_layers: 3, pixel: 0); a number set here wins over the arch's.
+    n_layers: Optional[int] = None
     norm: Norm = Norm.batch
     init_type: InitType = InitType.normal
     init_gain: float = 0.02

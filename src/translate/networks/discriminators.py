@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
-from translate.networks.configs import DiscriminatorConfig
 from translate.networks.generators import resolve_preset
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
@@ -109,10 +108,10 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
-# arch -> (family, depth key, the n_layers it fixes or None when n_layers decides); n_layers 0 is the pixel D
-DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, Optional[int]]] = {
+# arch -> (family, depth key, its n_layers, as resolve_preset reads it); n_layers 0 is the pixel D
+DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, int]] = {
     "basic": ("n_layers", "n_layers", 3),
-    "n_layers": ("n_layers", "n_layers", None),
+    "n_layers": ("n_layers", "n_layers", 3),
     "pixel": ("n_layers", "n_layers", 0),
 }
 
@@ -125,7 +124,7 @@ def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discrimin
     :func:`~translate.networks.generators.resolve_preset` describes. Bad values raise ConfigError
     naming ``section.<key>``.
     """
-    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg, DiscriminatorConfig())
+    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg)
     try:
         if n_layers == 0:
             net: nn.Module = PixelDiscriminator(input_nc, cfg.ndf, str(cfg.norm))
@@ -142,7 +141,7 @@ def check_discriminator_size(cfg: Any, size: int, what: str = "data.crop_size", 
     ``n_layers`` stride-2 convolutions then two more 4x4 convolutions need ``size >= 3 * 2**n_layers``
     (24 for the 70x70 PatchGAN) to keep at least one patch and a normalisable last hidden map.
     """
-    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg, DiscriminatorConfig())
+    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg)
     smallest = 3 * 2**n_layers if n_layers > 0 else 1
     if size < smallest:
         raise ConfigError(

@@ -11,7 +11,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
-from translate.networks.configs import GeneratorConfig
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
 
@@ -145,6 +144,9 @@ class UnetGenerator(nn.Module):
     ``2 ** num_downs`` (``input_multiple``), else forward raises ValueError.
     """
 
+    #: The five levels that carry ngf, 2ngf, 4ngf, 8ngf and the innermost block.
+    min_num_downs = 5
+
     def __init__(
         self,
         input_nc: int,
@@ -155,7 +157,7 @@ class UnetGenerator(nn.Module):
         dropout: bool = False,
     ) -> None:
         super().__init__()
-        if num_downs < 5:
+        if num_downs < self.min_num_downs:
             raise ValueError(f"num_downs={num_downs} is too small; the U-Net needs at least 5 (unet_128 uses 7, unet_256 uses 8)")
         self.num_downs = num_downs
         self.input_multiple = 2**num_downs
@@ -254,35 +256,39 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
-# arch -> (family, depth key, the depth it fixes or None when the depth key decides)
-GENERATOR_ARCHS: dict[str, tuple[str, str, Optional[int]]] = {
+# arch -> (family, depth key, its depth): a preset's own depth, a family's (unet, resnet) default one
+GENERATOR_ARCHS: dict[str, tuple[str, str, int]] = {
     "unet_256": ("unet", "num_downs", 8),
     "unet_128": ("unet", "num_downs", 7),
-    "unet": ("unet", "num_downs", None),
+    "unet": ("unet", "num_downs", 8),
     "resnet_9blocks": ("resnet", "n_blocks", 9),
     "resnet_6blocks": ("resnet", "n_blocks", 6),
-    "resnet": ("resnet", "n_blocks", None),
+    "resnet": ("resnet", "n_blocks", 9),
 }
 
 
-def resolve_preset(section: str, presets: Mapping[str, tuple[str, str, Optional[int]]], cfg: Any, defaults: Any) -> tuple[str, int]:
+def resolve_preset(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> tuple[str, int]:
     """Return ``(family, depth)`` for ``cfg.arch``; shared by the generator and discriminator factories.
 
-    A preset name (e.g. ``unet_128``) fixes the depth and wins over the schema default of the depth key
-    (read from ``defaults``, a schema instance). A depth that differs from both the preset and the default
-    was set on purpose, so it conflicts with the preset and raises ConfigError naming both keys. A family
-    name (e.g. ``unet``) takes its depth from the depth key.
+    The depth key (``num_downs``, ``n_blocks``, ``n_layers``) is null unless someone set it: then the arch
+    decides (``unet_128``: 7); a number set explicitly wins over the arch's, so ``arch=resnet_9blocks
+    n_blocks=6`` builds 6 blocks.
     """
     arch = str(cfg.arch)
     if arch not in presets:
         raise ConfigError(f"{section}.arch={arch!r} is not known; choose one of: {', '.join(presets)}")
-    family, key, fixed = presets[arch]
-    value = int(getattr(cfg, key))
-    if fixed is None:
-        return family, value
-    if value not in (fixed, getattr(defaults, key)):
-        raise ConfigError(f"{section}.arch={arch} implies {key}={fixed} but {section}.{key}={value}; set arch={family} to choose the depth")
-    return family, fixed
+    family, key, depth = presets[arch]
+    value = getattr(cfg, key)
+    return family, depth if value is None else int(value)
+
+
+def describe(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> str:
+    """The network ``cfg`` builds, as a user would name it: ``unet_256``, or ``unet (num_downs=6)`` where
+    the depth is not the preset's."""
+    family, depth = resolve_preset(section, presets, cfg)
+    arch = str(cfg.arch)
+    _, key, own = presets[arch]
+    return arch if arch != family and depth == own else f"{family} ({key}={depth})"
 
 
 def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "model.generator") -> nn.Module:
@@ -292,7 +298,7 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
     :func:`resolve_preset` for how they combine with ``num_downs`` / ``n_blocks``), or ``unet`` / ``resnet``
     whose depth comes from ``num_downs`` / ``n_blocks``. Bad values raise ConfigError naming ``section.<key>``.
     """
-    family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg, GeneratorConfig())
+    family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg)
     try:
         if family == "unet":
             net: nn.Module = UnetGenerator(input_nc, output_nc, depth, cfg.ngf, str(cfg.norm), bool(cfg.dropout))
@@ -312,19 +318,28 @@ def generator_input_multiple(net_or_cfg: Any, section: str = "model.generator") 
         if not hasattr(net_or_cfg, "input_multiple"):
             raise TypeError(f"{type(net_or_cfg).__name__} is not an image-to-image generator")
         return int(net_or_cfg.input_multiple)
-    family, depth = resolve_preset(section, GENERATOR_ARCHS, net_or_cfg, GeneratorConfig())
+    family, depth = resolve_preset(section, GENERATOR_ARCHS, net_or_cfg)
     return 2**depth if family == "unet" else 2**ResnetGenerator.n_downsampling
+
+
+def _fitting_unet(size: int) -> Optional[str]:
+    """The generator settings of the deepest U-Net that takes sides of ``size`` (None if none does)."""
+    depth = next((d for d in range(8, UnetGenerator.min_num_downs - 1, -1) if size % 2**d == 0), None)
+    if depth is None:
+        return None
+    preset = next((name for name, (family, _, own) in GENERATOR_ARCHS.items() if family == "unet" != name and own == depth), None)
+    return f"model.generator.arch={preset}" if preset else f"model.generator.arch=unet model.generator.num_downs={depth}"
 
 
 def check_image_size(cfg: Any, size: int, what: str = "crop size", section: str = "model.generator") -> None:
     """Raise ConfigError if square images of side ``size`` cannot pass through the generator ``cfg`` describes.
 
-    Call it before training so a bad ``data.crop_size`` fails at once, e.g. "crop size 250 does not fit
-    unet_256: image sides must be multiples of 256 (e.g. 256, 512)".
+    Call it before training so a bad ``data.crop_size`` fails at once, naming what would fit, e.g. "crop
+    size 128 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512); for 128 use
+    model.generator.arch=unet_128".
     """
     multiple = generator_input_multiple(cfg, section)
     if size % multiple:
-        arch = str(cfg.arch)
-        _, key, fixed = GENERATOR_ARCHS[arch]
-        name = arch if fixed is not None else f"{arch} ({key}={getattr(cfg, key)})"
-        raise ConfigError(f"{what} {size} does not fit {name}: {_size_hint(multiple, size)}")
+        fitting = _fitting_unet(size) if multiple > 2**ResnetGenerator.n_downsampling else None
+        other = f"; for {size} use {fitting}" if fitting else ""
+        raise ConfigError(f"{what} {size} does not fit {describe(section, GENERATOR_ARCHS, cfg)}: {_size_hint(multiple, size)}{other}")

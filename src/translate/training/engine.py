@@ -32,6 +32,7 @@ from translate.hub.download import ensure_dataset
 from translate.models.base import GANModel, Optimization, build_model
 from translate.training import distributed
 from translate.training.checkpoints import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from translate.training.curves import write_curves
 from translate.training.devices import resolve_device
 from translate.training.ema import GeneratorEMA
 from translate.training.optimizers import build_optimizer
@@ -154,6 +155,8 @@ class Trainer:
         # fit() opens the TensorBoard writer and the progress bar; steps taken outside it log nowhere.
         self._writer: Any = None
         self._bar: Any = tqdm(disable=True)
+        #: Set once fit has built the run and begins to train: a failure from then on keeps the run directory.
+        self.training_started = False
 
     def build(self) -> None:
         """Build the run: data, model, optimisers, schedulers, validation. :meth:`fit` calls it; a caller that
@@ -172,6 +175,8 @@ class Trainer:
                 f"{'the bundled ' + cfg.data.name if cfg.data.get('bundled') else cfg.data.root}{share}); "
                 f"use trainer.batch_size<={self.sampler.per_process}"
             )
+        # An image smaller than the crop stops here, naming a training file, before val/test files are read.
+        self.dataset[0]
         workers = int(cfg.data.num_workers)
         self.loader = DataLoader(
             self.dataset,
@@ -536,6 +541,7 @@ class Trainer:
             # Each process draws its own noise and dropout (its data is its own share of each epoch).
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + self.step)
         self._writer = self._open_writer()
+        self.training_started = True
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         self._bar = tqdm(
             total=self.total_steps, initial=self.step, disable=not tr.progress_bar or self.rank != 0, dynamic_ncols=True, desc="train"
@@ -563,9 +569,16 @@ class Trainer:
                 signal.signal(s, handler)
             if self._writer is not None:
                 self._writer.close()
+        if self._writer is not None:  # rank 0 with TensorBoard on, its events complete now
+            write_curves(self.run_dir / "tb", self.run_dir / "curves.png")
         distributed.barrier()  # every process returns once rank 0 has written the last checkpoint
         elapsed = time.perf_counter() - started
         log.info("%d steps in %.1f s (%.1f steps/s)", self.step - first_step, elapsed, (self.step - first_step) / max(elapsed, 1e-9))
+        if self._stop_signal is None and tr.max_steps is not None and self.step >= tr.max_steps and self.epoch < self.total_epochs:
+            partial = f" and {self.batch_in_epoch} of {self.steps_per_epoch} steps of the next" if self.batch_in_epoch else ""
+            log.info(
+                "stopped at trainer.max_steps=%d as asked: %d of %d epochs done%s", tr.max_steps, self.epoch, self.total_epochs, partial
+            )
         if self._stop_signal is not None and self.rank == 0:
             log.warning(
                 "stopped by signal %d at step %d; checkpoint saved. Continue with: %stranslate-train resume=%s",
