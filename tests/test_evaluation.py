@@ -30,7 +30,7 @@ from translate.data.configs import MNISTDataConfig
 from translate.errors import ConfigError
 from translate.evaluation import fid
 from translate.evaluation.digits import DigitJudge, Digits, load_classifier, reference_digits, score_digits, train_on_synthetic
-from translate.evaluation.image_metrics import feature_frechet_distance, frechet_distance, mean_pairwise_distance, to_uint8
+from translate.evaluation.image_metrics import feature_frechet_distance, frechet_distance, inception_score, mean_pairwise_distance, to_uint8
 from translate.visuals import save_png, to_unit
 
 HAS_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
@@ -40,10 +40,12 @@ BUNDLED = OmegaConf.structured(MNISTDataConfig(name="mnist_subset", bundled=True
 CLASSES = 10
 
 
-def block_means(images: torch.Tensor) -> torch.Tensor:
-    """The stand-in for Inception: uint8 ``[N, 3, H, W]`` -> the mean of each 4 x 4 block, in [0, 1] ``[N, D]``."""
+def block_means(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stand-in for Inception: uint8 ``[N, 3, H, W]`` -> the mean of each 4 x 4 block, in [0, 1] ``[N, D]``,
+    and as class logits, ten times the first three of them (``[N, 3]``)."""
     assert images.dtype == torch.uint8 and images.size(1) == 3
-    return F.avg_pool2d(images.float() / 255, 4).flatten(1)
+    means = F.avg_pool2d(images.float() / 255, 4).flatten(1)
+    return means, 10 * means[:, :3]
 
 
 # --- Frechet distance: closed forms --------------------------------------------------------------------
@@ -136,9 +138,9 @@ def test_shipped_classifier_reads_the_bundled_real_test_digits(digits):
     shipped = Path(importlib.util.find_spec("translate.assets").origin).parent / "mnist_classifier.pt"
     assert shipped.stat().st_size < 1_500_000
     assert all(isinstance(v, torch.Tensor) for v in torch.load(shipped, weights_only=True).values())
-    preds, features = digits.judge(digits.test.images)
+    preds, features, logits = digits.judge(digits.test.images)
     assert float((preds == digits.test.labels).float().mean()) >= 0.98
-    assert features.shape == (1000, 128)
+    assert features.shape == (1000, 128) and logits.shape == (1000, CLASSES)
 
 
 def test_scores_of_real_collapsed_and_mislabelled_digits(digits):
@@ -154,6 +156,10 @@ def test_scores_of_real_collapsed_and_mislabelled_digits(digits):
     assert collapsed["diversity"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert collapsed["diversity_class_3"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert collapsed["fid_mnist_classifier"]["mean"] > 5 * real["fid_mnist_classifier"]["mean"]
+    # Ten classes read confidently and evenly: an Inception Score near 10, and the same as the reference's.
+    assert real["is_mnist_classifier"]["mean"] > 8.5 and real["is_mnist_classifier"]["real"] > 8.5
+    one_class = Digits(digits.train.images[first[:100]], digits.train.labels[first[:100]], "class 0 only")
+    assert score_digits(one_class, digits.test, digits.judge, CLASSES)["is_mnist_classifier"]["mean"] == pytest.approx(1.0, abs=1e-6)
 
     shifted = Digits(digits.train.images, (digits.train.labels + 1) % CLASSES, "asked for the next class")
     assert score_digits(shifted, digits.test, digits.judge, CLASSES)["accuracy"]["mean"] <= 0.03
@@ -193,14 +199,14 @@ def test_cgan_translate_test_writes_its_scores(cgan_run, tmp_path):
     out = translate_test(cgan_run, tmp_path / "test", "metrics.cgan_per_class=6", "metrics.tstr_steps=2", "n_per_class=1")
     metrics = json.loads((out / "metrics.json").read_text())
     per_class = {f"{name}_class_{c}" for name in ("accuracy", "diversity") for c in range(CLASSES)}
-    assert set(metrics) == {"accuracy", "fid_mnist_classifier", "diversity", "tstr_accuracy", *per_class}
+    assert set(metrics) == {"accuracy", "fid_mnist_classifier", "is_mnist_classifier", "diversity", "tstr_accuracy", *per_class}
     assert {m["num_images"] for k, m in metrics.items() if "_class_" not in k} == {60}
     assert {metrics[k]["num_images"] for k in per_class} == {6}
     for name in ("fid_mnist_classifier", "tstr_accuracy"):
         assert metrics[name]["reference"] == "mnist_subset test split" and metrics[name]["num_real_images"] == 1000
     # Beside the score, the judge's accuracy on the reference digits (here 16 px ones, read at 32 px).
     reference = reference_digits(OmegaConf.merge(BUNDLED, {"image_size": 16}), "test")
-    preds, _ = DigitJudge(load_classifier(), CPU)(reference.images)
+    preds = DigitJudge(load_classifier(), CPU)(reference.images)[0]
     assert metrics["accuracy"]["real"] == pytest.approx(float((preds == reference.labels).float().mean()))
     assert 0.0 <= metrics["accuracy"]["mean"] <= 1.0 and metrics["fid_mnist_classifier"]["mean"] > 0.0
     assert (out / "grid.png").is_file() and (out / "samples" / "9" / "0.png").is_file()
@@ -283,12 +289,31 @@ def test_fid_pairs_each_fake_with_the_real_images_of_its_domain():
     for a, b in zip(real[:2], real[2:]):
         metrics.update({"real_B": _levels(b), "fake_A": _levels(a), "rec_B": _levels(b)})  # a testB batch
     out = metrics.compute()
-    assert set(out) == {"FID_A", "KID_A", "FID_B", "KID_B"}
+    assert set(out) == {"FID_A", "KID_A", "IS_A", "FID_B", "KID_B", "IS_B"}
     dim = 3 * 4 * 4
     assert out["FID_B"]["mean"] == pytest.approx(dim * (10 / 255) ** 2, rel=1e-6)
     assert out["FID_A"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert out["KID_B"]["mean"] > 0.0 and out["KID_B"]["mean"] > out["KID_A"]["mean"]  # 8 images: KID is noisy
     assert out["FID_B"]["num_images"] == out["FID_B"]["num_real_images"] == 8 and out["KID_B"]["subset_size"] == 8
+
+
+def test_inception_score_is_one_for_indistinct_images_and_k_for_k_even_confident_classes():
+    assert inception_score(torch.zeros(40, 5), splits=4)[0] == pytest.approx(1.0)
+    confident = 50 * torch.eye(5).repeat(8, 1)  # 8 images of each of 5 classes, read with certainty
+    assert inception_score(confident, splits=1)[0] == pytest.approx(5.0, rel=1e-6)
+    half = torch.tensor([[3.0, 0.0]] * 6 + [[0.0, 3.0]] * 2)  # KL to the marginal, by hand for p = softmax
+    p = torch.softmax(half.double(), dim=1)
+    expected = torch.exp((p * (p.log() - p.mean(0).log())).sum(1).mean())
+    assert inception_score(half, splits=1)[0] == pytest.approx(float(expected), rel=1e-9)
+
+
+@needs_fidelity
+def test_inception_score_agrees_with_torch_fidelity():
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
+
+    logits = torch.randn(64, 7, generator=torch.Generator().manual_seed(0)) * 3
+    ours, _ = inception_score(logits, splits=1)
+    assert ours == pytest.approx(isc_features_to_metric(logits, splits=1, shuffle=False)[KEY_METRIC_ISC_MEAN], rel=1e-9)
 
 
 @needs_fidelity
@@ -298,7 +323,7 @@ def test_inputs_without_a_fake_counterpart_get_no_fid():
     metrics = fid.DistributionMetrics(block_means)
     metrics.update({"real_A": images, "fake_B": images, "real_B": images.flip(0)})
     out = metrics.compute()
-    assert set(out) == {"FID_B", "KID_B"}
+    assert set(out) == {"FID_B", "KID_B", "IS_B"}
     assert out["FID_B"]["mean"] == pytest.approx(0.0, abs=1e-6)  # the same images, in another order
 
 
@@ -318,8 +343,8 @@ def image_runs(tmp_path_factory) -> SimpleNamespace:
 @pytest.mark.parametrize(
     "model, expected",
     [
-        ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6}),
-        ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "FID_B": 4, "KID_B": 4}),
+        ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6, "IS_B": 6}),
+        ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "IS_A": 5, "FID_B": 4, "KID_B": 4, "IS_B": 4}),
     ],
 )
 def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, model, expected, monkeypatch, tmp_path):
@@ -375,8 +400,21 @@ def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypa
 @pytest.mark.parametrize(
     "model, data, expected",
     [
-        ("pix2pix", "pairs", {"val/L1": 3, "val/PSNR": 3, "val/SSIM": 3, "val/FID_B": 3, "val/KID_B": 3}),
-        ("cyclegan", "folders", {"val/cycle_L1_A": 3, "val/cycle_L1_B": 3, "val/FID_A": 3, "val/KID_A": 3, "val/FID_B": 3, "val/KID_B": 3}),
+        ("pix2pix", "pairs", {"val/L1": 3, "val/PSNR": 3, "val/SSIM": 3, "val/FID_B": 3, "val/KID_B": 3, "val/IS_B": 3}),
+        (
+            "cyclegan",
+            "folders",
+            {
+                "val/cycle_L1_A": 3,
+                "val/cycle_L1_B": 3,
+                "val/FID_A": 3,
+                "val/KID_A": 3,
+                "val/IS_A": 3,
+                "val/FID_B": 3,
+                "val/KID_B": 3,
+                "val/IS_B": 3,
+            },
+        ),
     ],
 )
 def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, expected, monkeypatch, tmp_path):

@@ -218,3 +218,34 @@ def test_resume_with_another_batch_size_continues_after_the_same_images(tmp_path
         trainer = helpers.train(run, *data, "trainer.batch_size=2", "trainer.max_steps=5", f"resume={run}")
     assert "(epoch 1, after 12 of its images)" in caplog.text
     assert (trainer.step, trainer.epoch, trainer.sample_in_epoch) == (5, 1, 0)
+
+
+def test_a_checkpoint_of_format_1_keeps_the_depth_its_preset_gave(tmp_path):
+    """Format-1 checkpoints saved n_blocks=9 beside arch=resnet_6blocks (the old schema default, which the preset
+    overrode); now a depth that is set wins, so reading one must drop it, or the 6-block weights would not load."""
+    root = tmp_path / "pairs"
+    write_pairs(root, "train", 2, 32, seed=1)
+    write_pairs(root, "test", 2, 32, seed=2)
+    run = tmp_path / "run"
+    train(
+        run,
+        [
+            "model=pix2pix",
+            "data=aligned",
+            f"data.root={root}",
+            "data.load_size=32",
+            "data.crop_size=32",
+            "model.generator.arch=resnet_6blocks",
+            "model.generator.ngf=4",
+            "model.discriminator.ndf=4",
+            "trainer.max_steps=1",
+            "logger=none",
+        ],
+    )
+    latest = run / "checkpoints" / "latest.pt"
+    state = torch.load(latest, weights_only=True)
+    state["version"] = 1
+    state["config"]["model"]["generator"]["n_blocks"] = 9
+    state["config"]["model"]["discriminator"]["n_layers"] = 3
+    torch.save(state, latest)
+    assert read_metrics(translate_test(run, tmp_path / "test"))["L1"]["num_images"] == 2

@@ -18,7 +18,8 @@ import torch
 from translate.errors import CheckpointError
 
 FORMAT = "translate-checkpoint"
-VERSION = 1
+# 2: depth keys (num_downs, n_blocks, n_layers) are null unless set, and a set one wins over the arch preset.
+VERSION = 2
 
 
 def atomic_write(path: Union[str, Path], write: Any) -> None:

@@ -33,6 +33,8 @@ from translate.files import is_translate_checkpoint, read_weights, resolve_check
 from translate.hub.reference import generator_from_weights
 from translate.models.base import DataInfo, GANModel, build_model
 from translate.models.generator_only import GeneratorOnly
+from translate.networks.discriminators import DISCRIMINATOR_ARCHS
+from translate.networks.generators import GENERATOR_ARCHS
 from translate.training.devices import resolve_device
 from translate.training.ema import averaged_weights
 
@@ -64,12 +66,27 @@ def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
     return model, typed, ckpt_path, out
 
 
+def _upgrade_depths(run_cfg: DictConfig, version: int) -> None:
+    """Checkpoints of format 1 saved every depth key, a preset's too (the schema's default, which the preset
+    overrode then); a depth that is set now wins over the preset, so such a saved depth is dropped."""
+    if version >= 2:
+        return
+    for section, archs in (("generator", GENERATOR_ARCHS), ("discriminator", DISCRIMINATOR_ARCHS)):
+        net = run_cfg.model.get(section)
+        if net is None or net.get("arch") not in archs:
+            continue
+        family, key, _ = archs[net.arch]
+        if net.arch != family and key in net:
+            net[key] = None
+
+
 def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig, weights: str = "ema") -> tuple[GANModel, Any]:
     """The model of one of our checkpoints (``state``, read from ``ckpt_path``) with its weights, built
     from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated.
     ``weights``: ``ema`` takes the generators' moving average where the run kept one, ``raw`` never does."""
     if weights not in ("ema", "raw"):
         raise ConfigError(f"weights={weights!r} is not known; use ema (the generators' average, when the run kept one) or raw")
+    _upgrade_depths(run_cfg, state.get("version", 1))
     typed = validate(run_cfg, testing=True)
     model = build_model(typed.model, state["info"])
     chosen = dict(state["networks"])

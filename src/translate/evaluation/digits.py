@@ -8,6 +8,9 @@ access and are comparable across runs and machines:
   (``accuracy_class_<c>`` per class); ``real`` beside it is the judge's accuracy on the real digits;
 - ``fid_mnist_classifier``: the Frechet distance between Gaussians fitted to the judge's penultimate
   features of the generated digits and of real digits (``reference`` names which);
+- ``is_mnist_classifier``: the Inception Score formula (Salimans et al. 2016) on the judge's class
+  probabilities, high when each digit is read confidently as one class and the classes are evenly used (at
+  most 10); ``real`` beside it is the same for the real digits;
 - ``tstr_accuracy`` (train on synthetic, test on real): a fresh classifier of the judge's architecture is
   trained on the generated digits only, for a fixed number of steps, and tested on the real digits;
 - ``diversity``: the mean pairwise RMS pixel distance (in [0, 1] units) between digits generated for the
@@ -34,7 +37,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from translate.data.mnist import MNISTDataset
 from translate.errors import CheckpointError
-from translate.evaluation.image_metrics import feature_frechet_distance, mean_pairwise_distance, to_uint8
+from translate.evaluation.image_metrics import feature_frechet_distance, inception_score, mean_pairwise_distance, to_uint8
 from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
 from translate.models.classifier import MNISTClassifierNet
 
@@ -45,6 +48,8 @@ CLASSIFIER_SIZE = 32
 SHIPPED_CLASSIFIER = "mnist_classifier.pt"
 #: Digits per batch through the generator and the classifier.
 BATCH = 500
+#: Chunks the classifier's Inception Score is averaged over (fewer when there are fewer digits).
+IS_SPLITS = 10
 
 Metrics = Dict[str, Dict[str, Any]]
 
@@ -121,7 +126,8 @@ def classifier_input(images: torch.Tensor, size: Optional[int]) -> torch.Tensor:
 
 
 class DigitJudge:
-    """A classifier's reading of uint8 digits: predicted classes ``[N]`` and penultimate features ``[N, D]``."""
+    """A classifier's reading of uint8 digits: predicted classes ``[N]``, penultimate features ``[N, D]`` and
+    class logits ``[N, K]``."""
 
     def __init__(self, net: MNISTClassifierNet, device: torch.device, size: Optional[int] = CLASSIFIER_SIZE) -> None:
         self.net = net.to(device).eval()
@@ -129,13 +135,14 @@ class DigitJudge:
         self.size = size
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        preds, features = [], []
+    def __call__(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, features = [], []
         for i in range(0, len(images), BATCH):
             feats = self.net.features(classifier_input(images[i : i + BATCH], self.size).to(self.device))
-            preds.append(self.net.head(feats).argmax(1).cpu())
+            logits.append(self.net.head(feats).double().cpu())
             features.append(feats.double().cpu())
-        return torch.cat(preds), torch.cat(features)
+        logits_all = torch.cat(logits)
+        return logits_all.argmax(1), torch.cat(features), logits_all
 
 
 def _per_class_mean(values: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
@@ -180,7 +187,7 @@ def train_on_synthetic(
             loss.backward()
             opt.step()
             schedule.step()
-    preds, _ = DigitJudge(net, device)(real.images)
+    preds = DigitJudge(net, device)(real.images)[0]
     return float((preds == real.labels).float().mean())
 
 
@@ -191,17 +198,26 @@ def score_digits(
     classes: int,
     per_class: bool = True,
     tstr_steps: int = 0,
-    real_scores: Optional[Tuple[torch.Tensor, torch.Tensor, list[float]]] = None,
+    real_scores: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]] = None,
 ) -> Metrics:
     """The scores of the module docstring for generated digits ``fake`` against real digits ``real``, in
     metrics.json's ``{name: {"mean", "num_images", ...}}`` format. ``real_scores`` (the judge's
-    predictions, features and class diversities of ``real``) saves recomputing them."""
-    preds, features = judge(fake.images)
-    real_preds, real_features, real_diversity = real_scores or (*judge(real.images), class_diversity(real, classes))
+    predictions, features, logits and class diversities of ``real``) saves recomputing them."""
+    preds, features, logits = judge(fake.images)
+    real_preds, real_features, real_logits, real_diversity = real_scores or (*judge(real.images), class_diversity(real, classes))
     counts = {"num_images": len(fake), "num_real_images": len(real), "reference": real.source}
     out = accuracy_metrics(preds, fake.labels, classes, per_class)
     out["accuracy"]["real"] = float((real_preds == real.labels).float().mean())
     out["fid_mnist_classifier"] = {"mean": feature_frechet_distance(features, real_features), **counts}
+    splits = min(IS_SPLITS, len(fake))
+    score, spread = inception_score(logits, splits)
+    out["is_mnist_classifier"] = {
+        "mean": score,
+        "std": spread,
+        "splits": splits,
+        "num_images": len(fake),
+        "real": inception_score(real_logits, min(IS_SPLITS, len(real)))[0],
+    }
     diversity = class_diversity(fake, classes)
     out["diversity"] = {
         "mean": float(torch.tensor(diversity).nanmean()),
@@ -232,7 +248,7 @@ def generator_test_metrics(model: Any, data: Any, split: str, cfg: Any, seed: in
 def classifier_test_metrics(model: Any, data: Any, split: str, limit: Optional[int], device: torch.device) -> Metrics:
     """translate-test's scores of a classifier run: its accuracy (overall and per class) on ``split``."""
     real = reference_digits(data, split, limit)
-    preds, _ = DigitJudge(model.netC, device, size=None)(real.images)
+    preds = DigitJudge(model.netC, device, size=None)(real.images)[0]
     return accuracy_metrics(preds, real.labels, model.cfg.num_classes, per_class=True)
 
 

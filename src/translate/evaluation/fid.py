@@ -17,12 +17,12 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from translate.errors import ConfigError
-from translate.evaluation.image_metrics import feature_frechet_distance, to_uint8
+from translate.evaluation.image_metrics import feature_frechet_distance, inception_score, to_uint8
 from translate.files import read_weights
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,10 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 INSTALL_HINT = 'pip install "translate[metrics]" (or pip install "torch-fidelity>=0.3")'
 
-#: Maps uint8 images ``[N, 3, H, W]`` to features ``[N, D]``.
-FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+#: Maps uint8 images ``[N, 3, H, W]`` to pool features ``[N, D]`` (FID, KID) and class logits ``[N, K]`` (IS).
+FeatureExtractor = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+#: Chunks the Inception Score is averaged over (the usual 10, fewer when there are fewer images).
+IS_SPLITS = 10
 
 
 def inception_cache_path() -> Path:
@@ -81,7 +83,8 @@ def find_inception(weights: Optional[str]) -> InceptionLookup:
 
 
 def inception_extractor(path: Path, device: torch.device) -> FeatureExtractor:
-    """torch-fidelity's Inception-v3 with the weights at ``path``, returning the 2048 pool features.
+    """torch-fidelity's Inception-v3 with the weights at ``path``, returning the 2048 pool features and the
+    1008 logits of its classifier (``logits_unbiased``: without the bias, as torch-fidelity's own IS).
 
     The file is first opened with ``weights_only=True`` (torch-fidelity's own load is not restricted),
     so a file holding anything but tensors is refused before torch-fidelity reads it."""
@@ -89,8 +92,10 @@ def inception_extractor(path: Path, device: torch.device) -> FeatureExtractor:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     read_weights(path)
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).to(device)
-    return lambda images: net(images.to(device))[0]
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)).to(
+        device
+    )
+    return lambda images: tuple(net(images.to(device)))
 
 
 def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -113,9 +118,10 @@ def kernel_inception_distance(fake: torch.Tensor, real: torch.Tensor, subset_siz
 
 class DistributionMetrics:
     """FID and KID of every ``fake_X`` visual against the ``real_X`` visuals of the same run (pix2pix:
-    fake_B vs real_B; CycleGAN: fake_B vs the real test B images and fake_A vs the real test A images).
+    fake_B vs real_B; CycleGAN: fake_B vs the real test B images and fake_A vs the real test A images), and
+    the Inception Score of the fakes (``IS_X``).
 
-    Feed each batch's visuals to :meth:`update`; :meth:`compute` returns ``{"FID_X": ..., "KID_X": ...}``
+    Feed each batch's visuals to :meth:`update`; :meth:`compute` returns ``{"FID_X": ..., "KID_X": ..., "IS_X": ...}``
     entries in the ``{"mean", "num_images", ...}`` format of metrics.json. Features of fakes are computed
     as they come; real images are kept as uint8 and only those with a fake counterpart go through the
     network, so inputs that nothing is compared with cost nothing.
@@ -125,6 +131,7 @@ class DistributionMetrics:
         self.extract = extract
         self.kid_subset_size = kid_subset_size
         self.fake: Dict[str, List[torch.Tensor]] = {}
+        self.fake_logits: Dict[str, List[torch.Tensor]] = {}
         self.real: Dict[str, List[torch.Tensor]] = {}
 
     @torch.no_grad()
@@ -132,7 +139,9 @@ class DistributionMetrics:
         for name, images in visuals.items():
             kind, _, side = name.partition("_")
             if kind == "fake":
-                self.fake.setdefault(side, []).append(self.extract(as_rgb_uint8(images)).double().cpu())
+                features, logits = self.extract(as_rgb_uint8(images))
+                self.fake.setdefault(side, []).append(features.double().cpu())
+                self.fake_logits.setdefault(side, []).append(logits.double().cpu())
             elif kind == "real":
                 self.real.setdefault(side, []).append(as_rgb_uint8(images).cpu())
 
@@ -142,13 +151,16 @@ class DistributionMetrics:
         out: Dict[str, Dict[str, float]] = {}
         for side in sides:
             fake = torch.cat(self.fake[side])
-            real = torch.cat([self.extract(batch).double().cpu() for batch in self.real[side]])
+            real = torch.cat([self.extract(batch)[0].double().cpu() for batch in self.real[side]])
             if min(len(fake), len(real)) < 2:
                 log.warning("FID_%s/KID_%s need at least 2 images on each side; got %d fake and %d real", side, side, len(fake), len(real))
                 continue
             counts = {"num_images": len(fake), "num_real_images": len(real)}
             out[f"FID_{side}"] = {"mean": feature_frechet_distance(fake, real), **counts}
             out[f"KID_{side}"] = {**kernel_inception_distance(fake, real, self.kid_subset_size), **counts}
+            splits = min(IS_SPLITS, len(fake))
+            mean, std = inception_score(torch.cat(self.fake_logits[side]), splits)
+            out[f"IS_{side}"] = {"mean": mean, "std": std, "splits": splits, "num_images": len(fake)}
         return out
 
 

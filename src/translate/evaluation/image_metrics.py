@@ -97,6 +97,21 @@ def mean_pairwise_distance(images: torch.Tensor) -> float:
     return float(distances.sum() / (n * (n - 1)))
 
 
+def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """The Inception Score (Salimans et al. 2016) of class logits ``[N, K]``: exp(E_x KL(p(y|x) || p(y))) on
+    each of ``splits`` chunks of a fixed shuffle (images often come sorted by class), as (mean, std) over the
+    chunks. 1 for images the classifier cannot tell apart, K for confident predictions spread evenly over K
+    classes. Applied to Inception's logits it is the usual IS; to a digit classifier's, its MNIST analogue."""
+    order = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))
+    log_p = logits.double()[order].log_softmax(dim=1)
+    scores = []
+    for chunk in log_p.chunk(splits):
+        log_marginal = chunk.exp().mean(dim=0).log()
+        scores.append(float((chunk.exp() * (chunk - log_marginal)).sum(dim=1).mean().exp()))
+    values = torch.tensor(scores, dtype=torch.float64)
+    return float(values.mean()), float(values.std(unbiased=False))
+
+
 #: Whether a larger value is better, by metric name (``val/`` stripped); ``best.pt`` follows it unless
 #: ``trainer.best_mode`` says otherwise. Names not listed start with one of these (e.g. ``FID_A``).
 HIGHER_IS_BETTER = {
@@ -110,6 +125,8 @@ HIGHER_IS_BETTER = {
     "accuracy": True,
     "tstr_accuracy": True,
     "diversity": True,
+    "IS": True,
+    "is_mnist_classifier": True,
 }
 
 

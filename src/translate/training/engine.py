@@ -575,7 +575,7 @@ class Trainer:
         elapsed = time.perf_counter() - started
         log.info("%d steps in %.1f s (%.1f steps/s)", self.step - first_step, elapsed, (self.step - first_step) / max(elapsed, 1e-9))
         if self._stop_signal is None and tr.max_steps is not None and self.step >= tr.max_steps and self.epoch < self.total_epochs:
-            partial = f" and {self.batch_in_epoch} of {self.steps_per_epoch} steps of the next" if self.batch_in_epoch else ""
+            partial = f" and {self.sample_in_epoch} of {self.sampler.per_process} images of the next" if self.sample_in_epoch else ""
             log.info(
                 "stopped at trainer.max_steps=%d as asked: %d of %d epochs done%s", tr.max_steps, self.epoch, self.total_epochs, partial
             )
