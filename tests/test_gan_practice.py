@@ -4,10 +4,11 @@ that validation, translate-test and translate-export use."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import helpers
-from _models_helpers import read_png, translate_test
+from _models_helpers import CPU, TINY_CYCLEGAN, TINY_PIX2PIX, read_png, translate_test, write_folder, write_pairs
 from translate.cli.exporting import load_generator
 from translate.training.engine import Trainer
 
@@ -107,3 +108,27 @@ def test_the_training_grid_shows_the_average_below_the_generator(tmp_path):
     helpers.train(run, *TINY, "model.ema.decay=0.9", "trainer.max_steps=2")
     grid = read_png(run / "samples" / "final.png")
     assert grid.shape[0] == 2 + 20 * (helpers.IMAGE_SIZE + 2)  # 10 class rows of the generator, 10 of its average
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_image_models_take_critic_only_steps_too(tmp_path, model):
+    if model == "pix2pix":
+        write_pairs(tmp_path / "data", "train", 4, 32, seed=1)
+        overrides = [*CPU, *TINY_PIX2PIX]
+    else:
+        write_folder(tmp_path / "data" / "trainA", 4, 16, seed=1, prefix="a")
+        write_folder(tmp_path / "data" / "trainB", 4, 16, seed=2, prefix="b")
+        overrides = [*CPU, *TINY_CYCLEGAN]
+    trainer = Trainer(
+        helpers.train_config(*overrides, f"data.root={tmp_path / 'data'}", "trainer.d_steps_per_g_step=2", "logger=none"), tmp_path / "run"
+    )
+    trainer.build()
+    generators = [trainer.model.networks[name] for name in trainer.model.generators]
+    critics = [net for name, net in trainer.model.networks.items() if name.startswith("D")]
+    batches = iter(trainer.loader)
+    for g_learns in (False, True):
+        g_before, d_before = [_weights(g) for g in generators], [_weights(d) for d in critics]
+        losses = trainer.train_step(next(batches))
+        assert all(_same(b, _weights(g)) != g_learns for g, b in zip(generators, g_before))
+        assert not any(_same(b, _weights(d)) for d, b in zip(critics, d_before))
+        assert any(k.startswith("loss_G") for k in losses) == g_learns
