@@ -26,6 +26,8 @@ EXPECTED = {
     "lsgan": ((1 + 1) / 2, (0 + 4) / 2, (1 + 1) / 2),
     # -mean x, mean x; the generator raises the critic's score
     "wgangp": (-1.0, 1.0, -1.0),
+    # the original WGAN's critic loss is the same; only its Lipschitz constraint (clipping) differs
+    "wgan": (-1.0, 1.0, -1.0),
     # mean relu(1 - x), mean relu(1 + x); G: -mean x
     "hinge": ((1 + 0) / 2, (1 + 3) / 2, -1.0),
 }
@@ -61,11 +63,11 @@ def test_label_smoothing_only_softens_the_discriminators_real_target(mode):
 
 def test_score_is_a_probability_for_vanilla_and_the_raw_mean_otherwise():
     assert GANLoss("vanilla").score(LOGITS).item() == pytest.approx(torch.sigmoid(LOGITS).mean().item())
-    for mode in ("lsgan", "wgangp", "hinge"):
+    for mode in ("lsgan", "wgangp", "hinge", "wgan"):
         assert GANLoss(mode).score(LOGITS).item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("kwargs, needle", [({"gan_mode": "wgan"}, "wgan"), ({"label_smoothing": 1.0}, "label_smoothing")])
+@pytest.mark.parametrize("kwargs, needle", [({"gan_mode": "wgan_gp"}, "wgan_gp"), ({"label_smoothing": 1.0}, "label_smoothing")])
 def test_bad_loss_settings_are_named(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         GANLoss(**kwargs)
