@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +12,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from translate.cli import sweeps
 from translate.cli.app import config_dir, fail
 from translate.cli.overrides import check_overrides
 from translate.cli.validate import validate
 from translate.errors import TranslateError
+from translate.training import cluster
 
 log = logging.getLogger("translate")
 
@@ -60,17 +61,30 @@ def _resume_argv(args: List[str]) -> List[str]:
     return [*previous, *args, f"hydra.run.dir={run_dir}"]
 
 
-def _train_task(cfg: DictConfig) -> None:
+def _train_task(cfg: DictConfig) -> float:
+    """Train; return the run's objective (translate.training.objective), what a sweeper optimises."""
     # Imported here so that --help, --cfg and Hydra's own errors answer without loading torch.
     from translate.training.distributed import is_main
     from translate.training.engine import Trainer
+    from translate.training.objective import objective_of, objective_value
 
-    try:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+
+    def train() -> float:
         typed = validate(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        objective = objective_of(typed)
+        typed.resume = typed.resume or sweeps.own_checkpoint(run_dir)
         if is_main():
             OmegaConf.save(typed, run_dir / "config.yaml")
-        Trainer(typed, run_dir).fit()
+        trainer = Trainer(typed, run_dir)
+        with sweeps.stop_on_time_limit():
+            trainer.fit()
+        return objective_value(objective, trainer.best, trainer.final_metrics)
+
+    if sweeps.in_multirun():
+        return sweeps.run_job(train, run_dir)
+    try:
+        return train()
     except TranslateError as err:
         fail("translate-train", err)
 
@@ -104,7 +118,7 @@ _train_main = hydra.main(config_path=config_dir(), config_name="train", version_
 def _train(args: List[str]) -> None:
     saved = _saved_overrides(args)
     before = saved.read_bytes() if saved is not None else None
-    argv = _resume_argv(args)
+    argv = sweeps.sweeper_params_argv(_resume_argv(args))
     try:
         check_overrides("train", argv)
     except TranslateError as err:
@@ -112,6 +126,8 @@ def _train(args: List[str]) -> None:
     sys.argv = [sys.argv[0], *argv]
     try:
         _train_main()
+        if sweeps.exit_status():
+            sys.exit(sweeps.exit_status())
     except SystemExit as exit_:
         # Hydra rewrote the run's overrides.yaml for this attempt; a failed one must not change later resumes.
         if exit_.code and saved is not None:
@@ -120,7 +136,8 @@ def _train(args: List[str]) -> None:
 
 
 def main() -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    # srun's tasks are started like torchrun's processes: cluster gives them torchrun's variables.
+    if cluster.world_size() <= 1:
         _train(sys.argv[1:])
         return
     from translate.training import distributed  # torch is loaded only when torchrun started several processes
