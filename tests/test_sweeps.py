@@ -32,7 +32,10 @@ def _summary(sweep: Path) -> list[dict]:
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     # job 0 is refused (batch larger than the 12 digits), job 1 trains
-    proc = run_cli("translate-train", "-m", *SWEEP, "trainer.batch_size=64,4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    # (job 1 stops after 2 of its 3 steps, for the requeue below)
+    proc = run_cli(
+        "translate-train", "-m", *SWEEP, "trainer.batch_size=64,4", "trainer.max_steps=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
@@ -48,6 +51,14 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert math.isfinite(float(rows[1]["objective"])) and Path(rows[1]["run_dir"]) == sweep / "1"
     assert (sweep / "summary.md").read_text().startswith("| job | overrides | status | objective | run_dir |")
     assert "2 jobs, 1 failed" in proc.stdout
+
+    # What a SLURM requeue does: the same sweep starts its jobs again, each in its own directory; job 1
+    # resumes its checkpoint, job 0 fails again.
+    again = run_cli("translate-train", "-m", *SWEEP, "trainer.batch_size=64,4", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert again.returncode == 1, (again.stdout + again.stderr)[-3000:]
+    assert f"resumed from {sweep / '1'} at step 2" in (sweep / "1" / "train.log").read_text()
+    assert load_ckpt(sweep / "1" / "checkpoints" / "latest.pt")["step"] == 3
+    assert [r["status"] for r in _summary(sweep)] == ["failed", "done"]
 
 
 def test_optuna_sweep_returns_the_objective_and_writes_a_finite_best_value(tmp_path):
@@ -76,23 +87,18 @@ def test_optuna_sweep_returns_the_objective_and_writes_a_finite_best_value(tmp_p
 def test_an_optuna_direction_against_the_objective_is_refused_before_any_trial(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
-        "translate-train", "-m", "hparams_search=cgan_optuna", *SWEEP, "hydra.sweeper.direction=maximize", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+        "translate-train",
+        "-m",
+        "hparams_search=cgan_optuna",
+        *SWEEP,
+        "hydra.sweeper.direction=maximize",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, (proc.stdout + proc.stderr)[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("translate-train: error: ")]
     assert len(errors) == 1 and "hydra.sweeper.direction=minimize" in errors[0], proc.stderr
     assert not list(sweep.glob("*/checkpoints"))
-
-
-def test_a_job_started_again_in_its_directory_resumes_it(tmp_path):
-    """What a SLURM requeue does: the same job of the same sweep starts again in its directory."""
-    sweep = tmp_path / "sweep"
-    first = run_cli("translate-train", "-m", *SWEEP, "trainer.max_steps=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
-    again = run_cli("translate-train", "-m", *SWEEP, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    assert f"resumed from {sweep / '0'} at step 2" in (sweep / "0" / "train.log").read_text()
-    assert load_ckpt(sweep / "0" / "checkpoints" / "latest.pt")["step"] == 3
 
 
 def test_submitit_local_runs_each_job_in_its_own_process(tmp_path):
