@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from _models_helpers import EXACT_PIX2PIX, write_pairs
 from _robust_helpers import run_cli_inprocess
-from helpers import BIN, TINY, cli_env, load_ckpt, read_events, run_cli
+from helpers import BIN, TINY, assert_same_tensors, cli_env, load_ckpt, read_events, run_cli
 from translate.cli import train as train_cli
 from translate.data.sampling import EpochSampler
 
@@ -106,3 +106,79 @@ def test_two_processes_train_like_one_with_twice_the_batch(tmp_path):
     for tag in ("train/loss_G/L1", "train/loss_G/gan", "train/loss_D/real", "train/loss_D/fake"):
         assert [e.step for e in ours.Scalars(tag)] == [2, 4], tag
         assert [e.value for e in ours.Scalars(tag)] == pytest.approx([e.value for e in theirs.Scalars(tag)], rel=1e-4), tag
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "translate-train"), *args],
+        cwd=cwd,
+        env={**cli_env(cwd), **LOOPBACK},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+#: A cGAN whose every step draws each process's own noise: 4 digits a process, one step an epoch.
+TWO_PROCESS_CGAN = [
+    *TINY,
+    "data.max_dataset_size=16",
+    "trainer.batch_size=4",
+    "logger=none",
+    "trainer.n_epochs=4",
+    "trainer.n_epochs_decay=0",
+    "device.deterministic=true",
+]
+
+
+def test_a_stopped_and_resumed_two_process_run_ends_as_an_uninterrupted_one(tmp_path):
+    straight = _torchrun(tmp_path, *TWO_PROCESS_CGAN, "hydra.run.dir=straight")
+    assert straight.returncode == 0, (straight.stdout + straight.stderr)[-3000:]
+    first = _torchrun(tmp_path, *TWO_PROCESS_CGAN, "trainer.max_steps=3", "hydra.run.dir=stopped")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    saved = load_ckpt(tmp_path / "stopped" / "checkpoints" / "latest.pt")
+    # every process's own random state is in the checkpoint
+    assert saved["step"] == 3 and len(saved["rng_ranks"]) == 2
+    assert not torch.equal(saved["rng_ranks"][0]["torch"], saved["rng_ranks"][1]["torch"])
+    resumed = _torchrun(tmp_path, "resume=stopped", "trainer.max_steps=4")
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    a, b = load_ckpt(tmp_path / "straight" / "checkpoints" / "latest.pt"), load_ckpt(tmp_path / "stopped" / "checkpoints" / "latest.pt")
+    assert a["step"] == b["step"] == 4
+    assert_same_tensors(a["networks"], b["networks"])
+
+
+def test_two_slurm_tasks_with_sync_batch_norm_train_like_one_process_with_twice_the_batch(tmp_path):
+    """Two processes that SLURM would start (srun: SLURM_PROCID, SLURM_NTASKS, ...), joined over 127.0.0.1;
+    batch norm over both processes' halves normalises as one process with the whole batch does."""
+    data = tmp_path / "pairs"
+    write_pairs(data, "train", 8, 32, seed=0)
+    args = [*EXACT_PIX2PIX, "device=cpu", f"data.root={data}", "model.generator.norm=batch", "model.discriminator.norm=batch"]
+    one = run_cli("translate-train", *args, "trainer.batch_size=4", "hydra.run.dir=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    slurm = {"SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "127.0.0.1", "SLURM_JOB_ID": "7", "MASTER_PORT": str(_free_port())}
+    tasks = [
+        subprocess.Popen(
+            [str(BIN / "translate-train"), *args, "trainer.batch_size=2", "device.sync_bn=true", "paths.output_dir=outputs"],
+            cwd=tmp_path,
+            env={**cli_env(tmp_path), **LOOPBACK, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [task.communicate(timeout=300)[0] for task in tasks]
+    assert [task.returncode for task in tasks] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    (run,) = (tmp_path / "outputs" / "pix2pix" / "aligned").iterdir()
+    assert "training on 2 processes" in (run / "train.log").read_text()
+    a, b = load_ckpt(tmp_path / "one" / "checkpoints" / "latest.pt"), load_ckpt(run / "checkpoints" / "latest.pt")
+    assert a["step"] == b["step"] == 4
+    for net, weights in a["networks"].items():
+        for key, value in weights.items():  # weights and the running statistics of batch norm
+            torch.testing.assert_close(b["networks"][net][key], value, atol=1e-5, rtol=1e-4, msg=f"{net}.{key}")

@@ -117,6 +117,8 @@ class DeviceConfig:
     compile: bool = False
     # Deterministic kernels and no cuDNN autotuning: reproducible, slower.
     deterministic: bool = False
+    # Over several processes: batch norm with the statistics of the whole batch (all processes), not each one's share.
+    sync_bn: bool = False
 
 
 @dataclass
@@ -159,6 +161,12 @@ class TrainConfig:
     name: Optional[str] = None
     # Continue a run: its directory (uses checkpoints/latest.pt) or a checkpoint file.
     resume: Optional[str] = None
+    # What translate-train returns to a sweeper (Optuna): the last value of this metric (val/<metric> or
+    # train/<loss>); null: the best value of trainer.best_metric when that is set, else the model's default
+    # (pix2pix val/L1, CycleGAN val/cycle_L1_A, cGAN val/fid_mnist_classifier, classifier train/loss_C/ce).
+    objective: Optional[str] = None
+    # max or min; null: the metric's usual direction. The sweeper's hydra.sweeper.direction must agree.
+    objective_mode: Optional[BestMode] = None
     model: Any = None
     data: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException, OverrideParseException
+from hydra.errors import ConfigCompositionException, HydraException, OverrideParseException
 from omegaconf import DictConfig
 
 from translate.cli.app import config_dir
@@ -74,7 +74,7 @@ def _checkable(args: List[str]) -> Optional[List[str]]:
         if override.is_sweep_override():
             try:
                 checked.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
-            except (ValueError, StopIteration):  # interval sweeps have no first value; Hydra checks them
+            except (ValueError, StopIteration, HydraException):  # interval sweeps have no first value; Hydra checks them
                 continue
         else:
             checked.append(override.input_line)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,11 +12,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from translate.cli import sweeps
 from translate.cli.app import config_dir, fail
 from translate.cli.overrides import check_overrides
 from translate.cli.run_dir import settle_failed_run
 from translate.cli.validate import validate
 from translate.errors import TranslateError
+from translate.training import cluster
 
 log = logging.getLogger("translate")
 
@@ -61,24 +62,36 @@ def _resume_argv(args: List[str]) -> List[str]:
     return [*previous, *args, f"hydra.run.dir={run_dir}"]
 
 
-def _train_task(cfg: DictConfig) -> None:
+def _train_task(cfg: DictConfig) -> float:
+    """Train; return the run's objective (translate.training.objective), what a sweeper optimises."""
     # Imported here so that --help, --cfg and Hydra's own errors answer without loading torch.
     from translate.training.distributed import is_main
     from translate.training.engine import Trainer
+    from translate.training.objective import objective_of, objective_value
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if is_main():
         log.info("run directory: %s", run_dir)
-    trainer = None
-    try:
+    trainers: List[Trainer] = []
+
+    def train() -> float:
         typed = validate(cfg)
+        objective = objective_of(typed)
+        typed.resume = typed.resume or sweeps.own_checkpoint(run_dir)
         if is_main():
             OmegaConf.save(typed, run_dir / "config.yaml")
-        trainer = Trainer(typed, run_dir)
-        trainer.fit()
+        trainers.append(Trainer(typed, run_dir))
+        with sweeps.stop_on_time_limit():
+            trainers[0].fit()
+        return objective_value(objective, trainers[0].best, trainers[0].final_metrics)
+
+    if sweeps.in_multirun():  # a failed job keeps its directory, with its error in it, and the sweep goes on
+        return sweeps.run_job(train, run_dir)
+    try:
+        return train()
     except Exception as err:
         if is_main():  # torchrun's processes share the directory; rank 0 owns it
-            started = bool(cfg.get("resume")) or (trainer is not None and trainer.training_started)
+            started = bool(cfg.get("resume")) or any(t.training_started for t in trainers)
             settle_failed_run(run_dir, err, keep=started)
         if not isinstance(err, TranslateError):
             raise
@@ -117,7 +130,7 @@ _train_main = hydra.main(config_path=config_dir(), config_name="train", version_
 def _train(args: List[str]) -> None:
     saved = _saved_overrides(args)
     before = saved.read_bytes() if saved is not None else None
-    argv = _resume_argv(args)
+    argv = sweeps.sweeper_params_argv(_resume_argv(args))
     try:
         composed = check_overrides("train", argv)
         # The check a run makes, before Hydra creates its directory; --cfg job says the same.
@@ -128,6 +141,8 @@ def _train(args: List[str]) -> None:
     sys.argv = [sys.argv[0], *argv]
     try:
         _train_main()
+        if sweeps.exit_status():
+            sys.exit(sweeps.exit_status())
     except SystemExit as exit_:
         # Hydra rewrote the run's overrides.yaml for this attempt; a failed one must not change later resumes.
         if exit_.code and saved is not None:
@@ -136,7 +151,8 @@ def _train(args: List[str]) -> None:
 
 
 def main() -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    # srun's tasks are started like torchrun's processes: cluster gives them torchrun's variables.
+    if cluster.world_size() <= 1:
         _train(sys.argv[1:])
         return
     from translate.training import distributed  # torch is loaded only when torchrun started several processes

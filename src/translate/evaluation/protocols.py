@@ -42,6 +42,10 @@ def evaluation_data(data: Any) -> Any:
 class Protocol:
     """The evaluation of one kind of model; the base scores nothing and validates nothing."""
 
+    #: What a sweep optimises by default (see translate.training.objective): a metric this protocol's
+    #: validation logs, or a training loss.
+    objective: str = ""
+
     def validation(
         self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
     ) -> Optional[Validation]:
@@ -108,6 +112,7 @@ class Translation(Protocol):
 
 
 class Paired(Translation):
+    objective = "val/L1"
     """pix2pix: real_A -> fake_B, scored against real_B (L1, PSNR, SSIM) when the data has B."""
 
     def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -153,6 +158,7 @@ class _AsDomainB(Dataset):
 
 
 class Cycle(Translation):
+    objective = "val/cycle_L1_A"
     """CycleGAN: both directions, each scored by its cycle-consistency L1 (rec_X against real_X)."""
 
     def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -186,6 +192,8 @@ class Digits(Protocol):
     """The cGAN: digits generated from fixed noise, judged by the shipped MNIST classifier (whose features
     give ``fid_mnist_classifier``; Inception FID does not apply to 32 x 32 digits)."""
 
+    objective = "val/fid_mnist_classifier"
+
     def validation(
         self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
     ) -> Optional[Validation]:
@@ -199,6 +207,9 @@ class Digits(Protocol):
 
 class Classification(Protocol):
     """The MNIST classifier: its accuracy, overall and per class, on the split."""
+
+    # It has no validation during training: its training loss.
+    objective = "train/loss_C/ce"
 
     def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
         write_metrics(out, classifier_test_metrics(model, data, cfg.split, cfg.num_test, device))

@@ -5,9 +5,11 @@ the gradients of the networks being updated are averaged over the processes, so 
 optimiser step and the copies stay identical. torch's DistributedDataParallel is not used: its reducer
 expects each wrapped module to run forward once per backward with a fixed set of parameters requiring
 gradients, while a GAN step runs a discriminator several times (real, fake) and freezes it during the
-generator's update. Batch-norm statistics stay per process, as with DistributedDataParallel's default.
+generator's update. Batch-norm statistics stay per process, as with DistributedDataParallel's default,
+unless ``device.sync_bn`` converts the networks with :func:`sync_batch_norm`.
 
-Without torchrun (no ``WORLD_SIZE`` > 1 in the environment) every function here is a no-op for one process.
+SLURM's tasks (``srun``, submitit) join the same way: :mod:`translate.training.cluster` gives them torchrun's
+variables. Without either (no ``WORLD_SIZE`` > 1 in the environment) every function here is a no-op for one process.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import datetime
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+from translate.training.cluster import adopt_slurm_env
 
 
 def init_from_env() -> None:
-    """Join the process group that torchrun describes in the environment (gloo for CPU tensors, NCCL for
-    CUDA ones when there is a GPU); nothing when launched as one process or already joined."""
+    """Join the process group that torchrun or a multi-task SLURM step describes in the environment (gloo for
+    CPU tensors, NCCL for CUDA ones when there is a GPU); nothing when launched as one process or already joined."""
+    adopt_slurm_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
@@ -79,22 +86,82 @@ def broadcast_module(module: torch.nn.Module) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
-def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Replace each parameter's gradient with its mean over the processes, in one collective call.
+class GradientReducer:
+    """Averages the gradients of one optimiser's parameters over the processes while the backward pass still
+    runs, as DistributedDataParallel's reducer does: the parameters are cut into buckets in reverse order (the
+    order in which backward produces their gradients), and a bucket's all-reduce starts, asynchronously, as
+    soon as the last of its gradients is accumulated; :meth:`finish` waits for them before the optimiser step.
 
-    A parameter without a gradient counts as a zero one, so every process sends the same layout."""
-    _, world = rank_and_world()
-    if world == 1:
-        return
-    params = [p for p in params if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    dist.all_reduce(flat)
-    flat /= world
-    for p, grad in zip(params, torch.split(flat, [p.numel() for p in params])):
-        p.grad.copy_(grad.view_as(p.grad))
+    Buckets start strictly in order, so every process issues the same collectives in the same sequence even
+    when backward reaches the parameters in another order; a bucket holding a parameter that this loss left
+    without a gradient is sent by :meth:`finish`, with zeros in its place.
+    """
+
+    #: DDP's sizes: a small first bucket gets communication going early; later ones amortise the call overhead.
+    FIRST_BUCKET_BYTES = 1 << 20
+    BUCKET_BYTES = 25 << 20
+
+    def __init__(self, params: Iterable[torch.nn.Parameter]) -> None:
+        _, self.world = rank_and_world()
+        self.buckets: List[List[torch.nn.Parameter]] = []
+        self._bucket_of: Dict[int, int] = {}
+        self._armed = False
+        if self.world == 1:
+            return
+        cap, size = self.FIRST_BUCKET_BYTES, 0
+        for p in reversed(list(params)):
+            nbytes = p.numel() * p.element_size()
+            fits = self.buckets and size + nbytes <= cap and self.buckets[-1][0].dtype == p.dtype and self.buckets[-1][0].device == p.device
+            if not fits:
+                if self.buckets:
+                    cap = self.BUCKET_BYTES
+                self.buckets.append([])
+                size = 0
+            self.buckets[-1].append(p)
+            size += nbytes
+            self._bucket_of[id(p)] = len(self.buckets) - 1
+            p.register_post_accumulate_grad_hook(self._accumulated)
+
+    def prepare(self) -> None:
+        """Arm the hooks for the backward pass that follows (other optimisers' backward passes leave them be)."""
+        if self.world == 1:
+            return
+        self._ready: List[set] = [set() for _ in self.buckets]
+        self._next = 0
+        self._pending: List[Tuple[int, torch.Tensor, Any]] = []
+        self._armed = True
+
+    def _accumulated(self, param: torch.nn.Parameter) -> None:
+        if not self._armed:
+            return
+        index = self._bucket_of[id(param)]
+        self._ready[index].add(id(param))
+        while self._next < len(self.buckets) and len(self._ready[self._next]) == len(self.buckets[self._next]):
+            self._launch(self._next)
+
+    def _launch(self, index: int) -> None:
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.buckets[index]])
+        self._pending.append((index, flat, dist.all_reduce(flat, async_op=True)))
+        self._next = index + 1
+
+    def finish(self) -> None:
+        """Send what is left, wait for every bucket and write the means back into ``.grad``. A trainable
+        parameter this process gave no gradient gets the mean anyway, so every copy takes the same step."""
+        if self.world == 1:
+            return
+        self._armed = False
+        while self._next < len(self.buckets):
+            self._launch(self._next)
+        for index, flat, work in self._pending:
+            work.wait()
+            flat /= self.world
+            params = self.buckets[index]
+            for p, grad in zip(params, torch.split(flat, [p.numel() for p in params])):
+                if p.grad is not None:
+                    p.grad.copy_(grad.view_as(p.grad))
+                elif p.requires_grad:
+                    p.grad = grad.view_as(p).clone()
+        self._pending = []
 
 
 def mean_scalars(values: Dict[str, torch.Tensor]) -> Dict[str, float]:
@@ -128,3 +195,52 @@ def any_process(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def gather_to_main(value: Any) -> Optional[List[Any]]:
+    """Every process's ``value``, in rank order, on rank 0 (a collective call); None on the other ranks and
+    when not distributed."""
+    if not dist.is_initialized():
+        return None
+    rank, world = rank_and_world()
+    gathered: Optional[List[Any]] = [None] * world if rank == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
+class _SyncBatchNorm(nn.SyncBatchNorm):
+    """torch's SyncBatchNorm, which also runs on CPU tensors (gloo): torch's fused kernels for it exist for
+    GPUs only, so on the CPU the batch statistics over every process are summed with a differentiable
+    all-reduce (two passes: mean, then variance about it, as one process computes them)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.device.type != "cpu" or not (self.training and dist.is_initialized()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        dims = [0, *range(2, input.dim())]
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        count = torch.tensor([float(input.numel() // input.size(1))])
+        dist.all_reduce(count)
+        n = count.item()
+        mean = differentiable_all_reduce(input.sum(dims)) / n
+        centred = input - mean.view(shape)
+        var = differentiable_all_reduce((centred * centred).sum(dims)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.detach() * (n / max(n - 1, 1)), alpha=factor)
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def sync_batch_norm(module: nn.Module) -> nn.Module:
+    """Every batch-norm layer of ``module`` (in place) normalising with the statistics of the whole batch over
+    all processes, as one process with the whole batch would: torch's ``convert_sync_batchnorm``, with the
+    layers' class extended to CPU tensors."""
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for layer in converted.modules():
+        if type(layer) is nn.SyncBatchNorm:
+            layer.__class__ = _SyncBatchNorm
+    return converted

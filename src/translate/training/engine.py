@@ -36,6 +36,7 @@ from translate.training.curves import write_curves
 from translate.training.devices import resolve_device
 from translate.training.ema import GeneratorEMA
 from translate.training.optimizers import build_optimizer
+from translate.training.preemption import preemptible_loader
 from translate.training.schedulers import build_scheduler
 from translate.visuals import rows_to_grid, save_png
 
@@ -105,6 +106,9 @@ class _EngineOptimization(Optimization):
         self.grad_norms: Dict[str, torch.Tensor] = {}
         self.nonfinite: list[str] = []
         self.updates = 0
+        self.reducers = {
+            name: distributed.GradientReducer(p for group in opt.param_groups for p in group["params"]) for name, opt in optimizers.items()
+        }
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
@@ -115,9 +119,10 @@ class _EngineOptimization(Optimization):
         # several processes they all leave it out when any one must, so the copies stay the same.
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
+        self.reducers[name].prepare()
         self.scaler.scale(loss).backward()
+        self.reducers[name].finish()
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        distributed.average_gradients(params)
         finite = torch.isfinite(loss.detach())
         if not self.scaler.is_enabled():
             # With fp16 the scaler itself skips steps whose scaled gradients overflowed, and lowers the scale.
@@ -152,6 +157,7 @@ class Trainer:
             logging.getLogger("translate").setLevel(logging.WARNING)
         self.channels_last = bool(cfg.device.channels_last) and self.device.type != "mps"
         self._stop_signal: Optional[int] = None
+        self._own_rng_restored = False
         # fit() opens the TensorBoard writer and the progress bar; steps taken outside it log nowhere.
         self._writer: Any = None
         self._bar: Any = tqdm(disable=True)
@@ -178,7 +184,7 @@ class Trainer:
         # An image smaller than the crop stops here, naming a training file, before val/test files are read.
         self.dataset[0]
         workers = int(cfg.data.num_workers)
-        self.loader = DataLoader(
+        self.loader = preemptible_loader(
             self.dataset,
             batch_size=tr.batch_size,
             sampler=self.sampler,
@@ -195,6 +201,8 @@ class Trainer:
         self.total_steps = min(total, tr.max_steps) if tr.max_steps is not None else total
 
         self.model = build_model(cfg.model, self.dataset.info).to(self.device)
+        if cfg.device.sync_bn and self.world > 1:
+            distributed.sync_batch_norm(self.model)
         distributed.broadcast_module(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -271,7 +279,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
 
-    def _state(self) -> Dict[str, Any]:
+    def _state(self, rng_ranks: Optional[list] = None) -> Dict[str, Any]:
         return {
             "model": self.cfg.model.name,
             "info": dict(self.dataset.info),
@@ -289,13 +297,18 @@ class Trainer:
             "world_size": self.world,
             "best": self.best,
             "rng": capture_rng(),
+            # Every process's own state (noise, dropout), so that a resumed multi-process run goes on exactly.
+            "rng_ranks": rng_ranks,
             "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
         }
 
-    def save(self, *names: str) -> Path:
+    def save(self, *names: str, every_process: bool = True) -> Path:
+        """Write the checkpoint(s) from rank 0; ``every_process``: all processes call this (they send their
+        random state), False when rank 0 alone does (best.pt, written during rank 0's validation)."""
+        rng_ranks = distributed.gather_to_main(capture_rng()) if every_process else None
         if self.rank != 0:  # the processes hold the same weights; one writes them
             return self.ckpt_dir / names[0]
-        state = self._state()
+        state = self._state(rng_ranks)
         for name in names:
             save_checkpoint(state, self.ckpt_dir / name)
         self._prune()
@@ -355,7 +368,9 @@ class Trainer:
             )
         # trainer.skip_nonfinite is a budget for the whole run, not for each resumed part of it.
         self.skipped_nonfinite = state.get("skipped_nonfinite", 0)
-        restore_rng(state["rng"])
+        ranks = state.get("rng_ranks")
+        self._own_rng_restored = ranks is not None and len(ranks) == self.world
+        restore_rng(ranks[self.rank] if self._own_rng_restored else state["rng"])
         log.info("resumed from %s at step %d (epoch %d, after %d of its images)", path, self.step, self.epoch + 1, position)
 
     # -- logging -----------------------------------------------------------------------------------
@@ -437,7 +452,7 @@ class Trainer:
         if math.isnan(value) or (self.best is not None and not (value > self.best["value"] if higher else value < self.best["value"])):
             return
         self.best = {"metric": str(metric), "value": value, "step": self.step, "epoch": self.epoch}
-        self.save("best.pt")
+        self.save("best.pt", every_process=False)
         log.info("best %s so far: %.4f at epoch %d; wrote %s", metric, value, self.epoch, self.ckpt_dir / "best.pt")
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -538,6 +553,7 @@ class Trainer:
                 tr.batch_size * self.world,
                 self.steps_per_epoch,
             )
+        if self.world > 1 and not self._own_rng_restored:
             # Each process draws its own noise and dropout (its data is its own share of each epoch).
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.rank * 10_007 + self.step)
         self._writer = self._open_writer()
