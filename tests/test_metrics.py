@@ -35,6 +35,14 @@ def test_opposite_extremes_give_zero_db():
     assert l1(fake, real).item() == 2.0 and psnr(fake, real).item() == 0.0
 
 
+@pytest.mark.parametrize("fake, real, expected", [(0.0, 1.0, 0.8), (-0.5, 0.5, 0.6), (-1.0, 1.0, 0.0)])
+def test_ssim_of_constant_images_is_the_closed_form(fake, real, expected):
+    """Flat images have no variance, so SSIM is its luminance term alone: (2 x y + C1) / (x^2 + y^2 + C1) with
+    x, y the levels in [0, 1] and C1 = 0.01^2; e.g. 0.5 against 1: 1 / 1.25."""
+    x, y = torch.full((1, 3, 16, 16), fake), torch.full((1, 3, 16, 16), real)
+    assert ssim(x, y).item() == pytest.approx(expected, abs=1e-3)
+
+
 def test_ssim_decreases_with_noise(real):
     torch.manual_seed(1)
     noise = torch.randn_like(real)

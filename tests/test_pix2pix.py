@@ -121,8 +121,8 @@ def test_translate_test_cli_writes_every_image_the_page_and_the_metrics(overfit,
     # the means are over every test image: recomputed from the 8-bit files they agree up to rounding
     assert metrics["L1"]["mean"] == pytest.approx(np.mean(errors), abs=0.01)
     assert metrics["PSNR"]["mean"] == pytest.approx(np.mean([10 * np.log10(4 / s) for s in squared]), abs=0.3)
-    assert -1 <= metrics["SSIM"]["mean"] <= 1
     assert metrics["L1"]["mean"] < 0.25  # it learned the inversion, also on unseen pairs
+    assert metrics["SSIM"]["mean"] > 0.5, metrics["SSIM"]  # and their structure (an untrained U-Net scores about 0.03)
 
 
 def test_num_test_caps_the_translated_inputs(overfit, pairs, tmp_path):
