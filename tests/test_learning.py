@@ -43,7 +43,7 @@ def digit_accuracy(model) -> float:
     model.eval()
     try:
         digits = generate_digits(model, per_class=50, seed=1, device=torch.device("cpu"))
-        preds, _ = DigitJudge(load_classifier(), torch.device("cpu"))(digits.images)
+        preds = DigitJudge(load_classifier(), torch.device("cpu"))(digits.images)[0]
     finally:
         model.train()
     return float((preds == digits.labels).float().mean())
