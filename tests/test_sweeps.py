@@ -176,7 +176,8 @@ def test_sigterm_to_the_process_group_with_workers_saves_mid_epoch_and_resumes_e
     assert stopped and Path(stopped[2]) == run, text[-3000:]
     step = int(stopped[1])
     latest = load_ckpt(run / "checkpoints" / "latest.pt")
-    assert latest["step"] == step and (latest["epoch"], latest["batch_in_epoch"]) == divmod(step, 16)
+    epoch, batch = divmod(step, 16)  # 64 digits, batch 4
+    assert latest["step"] == step and (latest["epoch"], latest["samples_in_epoch"]) == (epoch, batch * 4)
 
     resumed = run_cli("translate-train", f"resume={run}", f"trainer.max_steps={step + 5}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
