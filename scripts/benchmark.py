@@ -462,6 +462,8 @@ def run_case(case: Case, device: torch.device, tmp: Path, args: Any) -> Dict[str
     for reference in (True, False):
         runners.append(build(functools.partial(BaselineRunner, cfg, case, device, reference), device, warmup))
     for setting in settings(device, args.quick):
+        if args.settings and setting.name not in args.settings.split(","):
+            continue
         if setting.skip:
             skipped.append({"setting": setting.name, "skipped": setting.skip})
             continue
@@ -575,6 +577,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the CPU subset (fewer cases, settings and windows)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--only", default="", help="comma-separated case names (cyclegan128, cyclegan256, pix2pix256, cgan32)")
+    parser.add_argument(
+        "--settings", default="", help='comma-separated setting names to run (default: all), e.g. "engine fp32,engine compile"'
+    )
     parser.add_argument("--windows", type=int, default=None, help="timed windows per runner (default 5, --quick 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls per runner (default 5, --quick 1)")
     parser.add_argument("--loader-batches", type=int, default=40)
