@@ -566,7 +566,7 @@ def markdown(report: Dict[str, Any]) -> str:
             best = max(r["images_per_s"] for r in case["train"] if "images_per_s" in r)
             verdict = "not the bottleneck" if ld["images_per_s"] > 2 * best else "close to the training rate: input-bound"
             lines.append(
-                f"| {label} | data loader alone ({ld['num_workers']} workers, persistent, pinned={ld['pin_memory']}) | "
+                f"| {label} | data loader alone ({ld['num_workers']} workers, persistent={ld['persistent_workers']}, pinned={ld['pin_memory']}) | "
                 f"{ld['images_per_s']:.3g} | {verdict} | |"
             )
     return "\n".join(lines) + "\n"
