@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench bench-quick clean
 
 install: $(STAMP)
 
@@ -27,6 +27,15 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/pytest
+
+# The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured
+# side by side; writes benchmark/benchmark.json and benchmark/benchmark.md. bench: the GPU suite
+# (about 10 minutes); bench-quick: the CPU subset (about 15 minutes on 2 cores).
+bench: $(STAMP)
+	$(BIN)/python scripts/benchmark.py --out benchmark
+
+bench-quick: $(STAMP)
+	$(BIN)/python scripts/benchmark.py --quick --device cpu --out benchmark
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -30,7 +30,7 @@ from translate.evaluation.protocols import evaluation_data, protocol_for
 from translate.hub.catalog import DATASETS as CATALOG
 from translate.hub.download import ensure_dataset
 from translate.models.base import GANModel, Optimization, build_model
-from translate.training import distributed
+from translate.training import distributed, speed
 from translate.training.checkpoints import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from translate.training.curves import write_curves
 from translate.training.devices import resolve_device
@@ -105,6 +105,8 @@ class _EngineOptimization(Optimization):
         self.track_norms = False
         self.grad_norms: Dict[str, torch.Tensor] = {}
         self.nonfinite: list[str] = []
+        # (optimiser name, finite flag on the device) of the updates a fused Adam decided on the device.
+        self.flags: list[tuple[str, torch.Tensor]] = []
         self.updates = 0
         self.reducers = {
             name: distributed.GradientReducer(p for group in opt.param_groups for p in group["params"]) for name, opt in optimizers.items()
@@ -129,18 +131,34 @@ class _EngineOptimization(Optimization):
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
                 finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if not self.scaler.is_enabled() and speed.supports_found_inf(optimizer):
+            # No host sync here: a fused Adam leaves the update out itself when the flag says so, and the
+            # step's flags are read once, after every update of the step is queued (see read_nonfinite).
+            finite = speed.any_process_nonfinite(finite)
+            self.flags.append((name, finite))
+            self._track_norms(name, optimizer)
+            speed.conditional_step(optimizer, finite)
+            return
         if not distributed.all_agree(bool(finite), loss.device):
             optimizer.zero_grad(set_to_none=True)
             self.nonfinite.append(name)
             return
+        self._track_norms(name, optimizer)
+        self.scaler.step(optimizer)
+        self.updates += 1
+
+    def _track_norms(self, name: str, optimizer: torch.optim.Optimizer) -> None:
         if self.track_norms:
             self.scaler.unscale_(optimizer)
             for net_name in self.model.optimizer_groups[name]:
                 grads = [p.grad.detach().float().norm() for p in self.model.networks[net_name].parameters() if p.grad is not None]
                 if grads:
                     self.grad_norms[net_name] = torch.stack(grads).norm()
-        self.scaler.step(optimizer)
-        self.updates += 1
+
+    def read_nonfinite(self) -> None:
+        """Move the names of this step's left-out updates into ``nonfinite`` (one host read per step)."""
+        self.nonfinite += speed.read_flags(self.flags)
+        self.flags = []
 
 
 class Trainer:
@@ -190,7 +208,9 @@ class Trainer:
             sampler=self.sampler,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            # Workers live across epochs: no re-spawn (and re-import) per epoch. Safe for exact resume,
+            # because every sample's crop and flip come from its sampler key, not from a worker's RNG.
+            persistent_workers=workers > 0,
             # Each iterator draws its worker seed from this generator, not the global RNG, so starting an
             # iterator part-way through an epoch (resume) leaves the training randomness untouched.
             generator=torch.Generator().manual_seed(cfg.seed),
@@ -339,6 +359,7 @@ class Trainer:
                 ) from None
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+            speed.keep_fused(opt)  # the saved param groups carry the saving machine's fused flag
         for name, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
         self.opt.scaler.load_state_dict(state["scaler"])
@@ -516,6 +537,7 @@ class Trainer:
         self.opt.generator_step = (self.step + 1) % tr.d_steps_per_g_step == 0
         buffers = [b.clone() for b in self.model.buffers()] if tr.skip_nonfinite else []
         losses = self.model.training_step(batch, self.opt)
+        self.opt.read_nonfinite()
         if self.opt.nonfinite:
             # A skipped step must not leave non-finite batch-norm statistics behind either.
             for now, before in zip(self.model.buffers(), buffers):

@@ -6,6 +6,8 @@ from typing import Any, Dict, Iterable
 
 import torch
 
+from translate.training import speed
+
 _KEYS = ("type", "lr", "beta1", "beta2", "weight_decay")
 
 
@@ -23,4 +25,5 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim: Any, group: str
     s = optimizer_settings(optim, group)
     if str(s["type"]) == "rmsprop":
         return torch.optim.RMSprop(params, lr=s["lr"], weight_decay=s["weight_decay"])
-    return torch.optim.Adam(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), weight_decay=s["weight_decay"])
+    # Fused where the device has the kernel (training/speed.py): the same update, far fewer passes.
+    return speed.build_adam(list(params), lr=s["lr"], betas=(s["beta1"], s["beta2"]), weight_decay=s["weight_decay"])

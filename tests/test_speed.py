@@ -1,0 +1,151 @@
+"""The speed settings train the same thing: a step with torch.compile or channels_last gives the eager step's
+weights (to rounding), the fused Adam the default Adam's, and a fused Adam leaves a non-finite update out
+on the device. Speed itself is measured by scripts/benchmark.py, never here."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import helpers
+from _models_helpers import CPU, write_folder
+from translate.training import speed
+from translate.training.engine import Trainer
+
+SIZE = 16
+LR = 2e-4
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile on the CPU needs a C compiler"
+)
+
+
+@pytest.fixture(scope="module")
+def unaligned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unaligned")
+    write_folder(root / "trainA", 4, SIZE, seed=0, prefix="a")
+    write_folder(root / "trainB", 4, SIZE, seed=1, prefix="b", invert=True)
+    return root
+
+
+def cyclegan(root) -> list[str]:
+    """A 1-block ResNet CycleGAN with 2-layer PatchGANs on 16 px images: every layer kind of the real one."""
+    return [
+        *CPU,
+        "model=cyclegan",
+        "data=unaligned",
+        f"data.root={root}",
+        f"data.load_size={SIZE}",
+        f"data.crop_size={SIZE}",
+        "model.generator.arch=resnet",
+        "model.generator.n_blocks=1",
+        "model.generator.ngf=8",
+        "model.discriminator.arch=n_layers",
+        "model.discriminator.n_layers=2",
+        "model.discriminator.ndf=8",
+        "trainer.batch_size=2",
+        "trainer.val_every_n_epochs=null",
+        f"model.optim.lr={LR}",
+        "logger=none",
+    ]
+
+
+def one_step(tmp_path, name: str, *overrides: str):
+    trainer = Trainer(helpers.train_config(*overrides), tmp_path / name)
+    trainer.build()
+    trainer.model.train()
+    batch = next(iter(trainer.loader))
+    torch.manual_seed(1)  # the same noise and pool draws for every variant
+    losses = trainer.train_step(batch)
+    weights = {
+        f"{net}.{k}": v.detach().float().contiguous().clone()
+        for net, m in trainer.model.networks.items()
+        for k, v in m.state_dict().items()
+    }
+    return trainer, losses, weights
+
+
+def assert_same_step(eager, fast):
+    """Same losses to float rounding, and the same weights: Adam's first update is lr * g / (|g| + eps), so a
+    weight can differ by at most 2 lr where a gradient component near 0 changed sign under another
+    summation order; almost all match to rounding."""
+    (_, losses_a, weights_a), (_, losses_b, weights_b) = eager, fast
+    for key in losses_a:
+        torch.testing.assert_close(losses_b[key], losses_a[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert weights_a.keys() == weights_b.keys()
+    diffs = torch.cat([(weights_a[k] - weights_b[k]).abs().flatten() for k in weights_a])
+    assert diffs.max() <= 2 * LR + 1e-5, diffs.max()
+    assert (diffs <= 1e-5).float().mean() >= 0.99, (diffs > 1e-5).sum()
+
+
+def test_channels_last_step_gives_the_eager_weights(tmp_path, unaligned):
+    eager = one_step(tmp_path, "eager", *cyclegan(unaligned))
+    fast = one_step(tmp_path, "cl", *cyclegan(unaligned), "device.channels_last=true")
+    assert next(fast[0].model.networks["G_A"].parameters()).dim() == 4
+    assert_same_step(eager, fast)
+
+
+@needs_compiler
+def test_compiled_channels_last_step_gives_the_eager_weights(tmp_path, unaligned, monkeypatch):
+    # A private inductor cache: entries another run left in /tmp must not decide whether this one passes.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    eager = one_step(tmp_path, "eager", *cyclegan(unaligned))
+    fast = one_step(tmp_path, "compiled", *cyclegan(unaligned), "device.compile=true", "device.channels_last=true")
+    assert all(net._compiled_call_impl is not None for net in fast[0].model.networks.values())
+    assert_same_step(eager, fast)
+
+
+def test_the_engine_uses_fused_adam_on_the_cpu(tmp_path):
+    trainer = Trainer(helpers.train_config(*helpers.TINY, "logger=none"), tmp_path / "run")
+    trainer.build()
+    assert all(g["fused"] for opt in trainer.optimizers.values() for g in opt.param_groups)
+    assert all(speed.supports_found_inf(opt) for opt in trainer.optimizers.values())
+
+
+def test_fused_adam_updates_as_the_default_adam_does():
+    torch.manual_seed(0)
+    plain = [torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(32))]
+    fused = [torch.nn.Parameter(p.detach().clone()) for p in plain]
+    opt_plain = torch.optim.Adam(plain, lr=LR, betas=(0.5, 0.999))
+    opt_fused = speed.build_adam(fused, lr=LR, betas=(0.5, 0.999))
+    assert opt_fused.param_groups[0]["fused"]
+    for _ in range(5):
+        for a, b in zip(plain, fused):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt_plain.step()
+        opt_fused.step()
+    for a, b in zip(plain, fused):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_a_conditional_step_leaves_everything_as_it_was_when_not_finite():
+    p = torch.nn.Parameter(torch.randn(8, 8))
+    opt = speed.build_adam([p], lr=LR)
+    p.grad = torch.randn_like(p)
+    speed.conditional_step(opt, torch.tensor(True))
+    before = p.detach().clone()
+    moments = {k: v.clone() for k, v in opt.state[p].items()}
+    p.grad = torch.full_like(p, float("nan"))
+    speed.conditional_step(opt, torch.tensor(False))
+    assert torch.equal(p.detach(), before)
+    for key, value in opt.state[p].items():
+        assert torch.equal(value, moments[key]), key
+    assert not hasattr(opt, "found_inf")
+    assert speed.read_flags([("G", torch.tensor(True)), ("D", torch.tensor(False))]) == ["D"]
+
+
+def test_a_resumed_unfused_optimiser_becomes_fused():
+    p = torch.nn.Parameter(torch.randn(4))
+    plain = torch.optim.Adam([p], lr=LR)
+    p.grad = torch.randn_like(p)
+    plain.step()
+    opt = speed.build_adam([p], lr=LR)
+    opt.load_state_dict(plain.state_dict())
+    assert not opt.param_groups[0]["fused"]
+    speed.keep_fused(opt)
+    assert opt.param_groups[0]["fused"]
+    opt.step()
+    assert opt.state[p]["step"].item() == 2
