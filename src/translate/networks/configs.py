@@ -35,5 +35,7 @@ class DiscriminatorConfig:
     ndf: int = 64
     n_layers: int = 3
     norm: Norm = Norm.batch
+    # Spectral normalisation (Miyato et al. 2018) of every convolution; usually paired with norm=none.
+    spectral_norm: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
