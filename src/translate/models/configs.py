@@ -27,6 +27,9 @@ class ModelConfig:
     # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
     label_smoothing: float = 0.0
     lambda_gp: float = 10.0
+    # DiffAugment (Zhao et al. 2020) of every image the discriminator sees: a comma-separated subset of
+    # color, translation, cutout; empty for none.
+    diffaugment: str = ""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -36,16 +39,21 @@ class ModelConfig:
 class DCGANGeneratorConfig:
     arch: str = "dcgan"
     ngf: int = 64
+    # Class-conditional batch norm (per-class gain and bias from embeddings) instead of a one-hot input.
+    conditional_bn: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
 
 @dataclass
 class DCGANDiscriminatorConfig:
+    # dcgan (one-hot class maps concatenated to the image) | projection (Miyato & Koyama 2018)
     arch: str = "dcgan"
     ndf: int = 64
     # batch (DCGAN) | instance | none; gan_mode=wgangp needs instance or none.
     norm: Norm = Norm.batch
+    # Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and embedding.
+    spectral_norm: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
