@@ -121,10 +121,29 @@ def _message(err: ConfigCompositionException, config_name: str, overrides: List[
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _check_no_sweep(args: List[str]) -> None:
+    """Without -m a comma value (``model.diffaugment=color,cutout``) is a sweep Hydra refuses over several
+    lines; say in one how to pass it as one string, or to sweep."""
+    if "-m" in args or "--multirun" in args:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except OverrideParseException:
+        return
+    for override in parsed:
+        if not override.is_hydra_override() and override.is_sweep_override():
+            key, value = override.input_line.split("=", 1)
+            raise ConfigError(
+                f"{override.input_line}: a comma separates the values of a sweep on the command line; for one value, "
+                f"quote it: \"{key}='{value}'\" (or add -m to run one job per value)"
+            )
+
+
 def check_overrides(config_name: str, args: List[str]) -> Optional[DictConfig]:
     """Compose ``config_name`` with the overrides among ``args`` and return it (a sweep with its first
     values); raise ConfigError with one line naming a key, value or group option that does not fit.
     None when the overrides do not parse: Hydra says why."""
+    _check_no_sweep(args)
     overrides = _checkable(args)
     if overrides is None:
         return None

@@ -3,6 +3,8 @@
 G(z | y) maps noise z ~ N(0, I) and a class y to an image; D(x | y) scores an image given its class.
 D maximises  log D(x | y) + log(1 - D(G(z | y) | y));
 G maximises  log D(G(z | y) | y)  (the non-saturating form of min log(1 - D(G(z | y) | y))).
+With model.diffaugment, D sees T(x) and T(G(z | y)) in both steps, T a fresh DiffAugment draw each time
+(Zhao et al. 2020); y is never augmented.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from typing import Any, Dict
 
 import torch
 
+from translate.augment import DiffAugment
 from translate.errors import ConfigError
 from translate.losses import GANLoss, gradient_penalty
 from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
-from translate.networks.discriminators import ConditionalDiscriminator
+from translate.networks.discriminators import build_conditional_discriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
 
@@ -35,12 +38,14 @@ class CGAN(GANModel):
             raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {info.num_classes} classes")
         g, d = cfg.generator, cfg.discriminator
         self.netG = init_weights(
-            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf), g.init_type, g.init_gain
+            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn),
+            g.init_type,
+            g.init_gain,
         )
-        self.netD = init_weights(
-            ConditionalDiscriminator(info.input_nc, cfg.num_classes, info.image_size, d.ndf, d.norm), d.init_type, d.init_gain
-        )
+        self.netD = build_conditional_discriminator(d, info.input_nc, cfg.num_classes, info.image_size)
         self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        # DiffAugment of every image D sees (the label is not augmented); identity when model.diffaugment is empty.
+        self.augment = DiffAugment(cfg.diffaugment)
         # The same noise every time the grid is drawn, so successive grids show training progress, not luck.
         fixed = torch.randn(cfg.num_classes, cfg.z_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_z", fixed, persistent=False)
@@ -57,8 +62,8 @@ class CGAN(GANModel):
         with torch.set_grad_enabled(opt.generator_step), opt.autocast():  # G's graph only when G learns from it
             fake = self.netG(z, labels)
         with opt.autocast():
-            pred_real = self.netD(real, labels)
-            pred_fake = self.netD(fake.detach(), labels)
+            pred_real = self.netD(self.augment(real), labels)
+            pred_fake = self.netD(self.augment(fake.detach()), labels)
             loss_D_real = self.criterion(pred_real, True)
             loss_D_fake = self.criterion(pred_fake, False)
         loss_D = loss_D_real + loss_D_fake
@@ -79,7 +84,7 @@ class CGAN(GANModel):
         # G: maximise log D(G(z|y)|y), with D frozen
         set_requires_grad([self.netD], False)
         with opt.autocast():
-            loss_G = self.criterion(self.netD(fake, labels), True, for_discriminator=False)
+            loss_G = self.criterion(self.netD(self.augment(fake), labels), True, for_discriminator=False)
         opt.step("G", loss_G)
         set_requires_grad([self.netD], True)
         return {**losses, "loss_G/gan": loss_G.detach()}

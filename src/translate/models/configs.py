@@ -56,6 +56,9 @@ class ModelConfig:
     # gan_mode=wgan: the critic's weights are clipped to [-clip_value, clip_value] after each update.
     clip_value: float = 0.01
     ema: EMAConfig = field(default_factory=EMAConfig)
+    # DiffAugment (Zhao et al. 2020) of every image the discriminator sees: a comma-separated subset of
+    # color, translation, cutout; empty for none.
+    diffaugment: str = ""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -65,16 +68,21 @@ class ModelConfig:
 class DCGANGeneratorConfig:
     arch: str = "dcgan"
     ngf: int = 64
+    # Class-conditional batch norm (per-class gain and bias from embeddings) instead of a one-hot input.
+    conditional_bn: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
 
 @dataclass
 class DCGANDiscriminatorConfig:
+    # dcgan (one-hot class maps concatenated to the image) | projection (Miyato & Koyama 2018)
     arch: str = "dcgan"
     ndf: int = 64
     # batch (DCGAN) | instance | none; gan_mode=wgangp needs instance or none.
     norm: Norm = Norm.batch
+    # Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and embedding.
+    spectral_norm: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 

@@ -5,7 +5,8 @@ G minimises  GAN(D_A(G_A(A)), real) + GAN(D_B(G_B(B)), real)
              + lambda_A ||G_B(G_A(A)) - A||_1 + lambda_B ||G_A(G_B(B)) - B||_1                 (cycle)
              + lambda_identity (lambda_B ||G_A(B) - B||_1 + lambda_A ||G_B(A) - A||_1);       (identity)
 D_A minimises (GAN(D_A(B), real) + GAN(D_A(pool(G_A(A))), fake) [+ lambda_gp * GP]) / 2, and D_B likewise, on fakes drawn
-from a history of generated images (the image pool).
+from a history of generated images (the image pool). With model.diffaugment, every image a discriminator
+sees, real or fake, in its step and in the generators', is DiffAugmented first (Zhao et al. 2020).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Dict, Mapping
 import torch
 import torch.nn.functional as F
 
+from translate.augment import DiffAugment
 from translate.errors import ConfigError
 from translate.image_pool import ImagePool
 from translate.losses import GANLoss, gradient_penalty
@@ -47,6 +49,7 @@ class CycleGAN(GANModel):
         self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
         self.fake_A_pool = ImagePool(cfg.pool_size)
         self.fake_B_pool = ImagePool(cfg.pool_size)
+        self.augment = DiffAugment(cfg.diffaugment)
 
     def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -63,8 +66,8 @@ class CycleGAN(GANModel):
             # G_A and G_B: adversarial + cycle + identity, with both discriminators frozen
             set_requires_grad([self.netD_A, self.netD_B], False)
             with opt.autocast():
-                loss_gan_A = self.criterion(self.netD_A(fake_B), True, for_discriminator=False)
-                loss_gan_B = self.criterion(self.netD_B(fake_A), True, for_discriminator=False)
+                loss_gan_A = self.criterion(self.netD_A(self.augment(fake_B)), True, for_discriminator=False)
+                loss_gan_B = self.criterion(self.netD_B(self.augment(fake_A)), True, for_discriminator=False)
                 if cfg.lambda_identity > 0:
                     idt_A = self.netG_A(real_B)
                     idt_B = self.netG_B(real_A)
@@ -101,8 +104,8 @@ class CycleGAN(GANModel):
 
     def _discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, opt: Optimization):
         with opt.autocast():
-            pred_real = net(real)
-            pred_fake = net(fake)
+            pred_real = net(self.augment(real))
+            pred_fake = net(self.augment(fake))
             loss = self.criterion(pred_real, True) + self.criterion(pred_fake, False)
         if self.cfg.gan_mode == "wgangp":
             loss = loss + gradient_penalty(net, real, fake, self.cfg.lambda_gp)

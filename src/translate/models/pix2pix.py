@@ -4,6 +4,8 @@ G: A -> B is a U-Net; D is a PatchGAN that sees the pair cat(A, B) and says, per
 D minimises  (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2  (with wgangp, lambda_gp * GP is added inside
              the halving, so the penalty keeps its weight relative to the critic loss, as in Gulrajani et al. 2017);
 G minimises  GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1.
+With model.diffaugment, D sees T(cat(A, B)) and T(cat(A, G(A))) in both steps (Zhao et al. 2020), the pair
+transformed as one stack so that A and B stay aligned; the L1 term compares the unaugmented images.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Dict
 import torch
 import torch.nn.functional as F
 
+from translate.augment import DiffAugment
 from translate.losses import GANLoss, gradient_penalty
 from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
 from translate.networks.discriminators import build_discriminator, check_discriminator_size
@@ -35,6 +38,11 @@ class Pix2Pix(GANModel):
         # The conditional D judges the pair, so it sees A's and B's channels together.
         self.netD = build_discriminator(cfg.discriminator, info.input_nc + info.output_nc)
         self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        self.augment = DiffAugment(cfg.diffaugment)
+
+    def _pair(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """What D sees: cat(A, B) along channels, DiffAugmented as one stack so that A and B stay aligned."""
+        return self.augment(torch.cat([a, b], 1), groups=(a.size(1), b.size(1)))
 
     def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:
         real_A, real_B = batch["A"], batch["B"]
@@ -43,8 +51,8 @@ class Pix2Pix(GANModel):
 
         # D: (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2
         with opt.autocast():
-            pred_real = self.netD(torch.cat([real_A, real_B], 1))
-            pred_fake = self.netD(torch.cat([real_A, fake_B.detach()], 1))
+            pred_real = self.netD(self._pair(real_A, real_B))
+            pred_fake = self.netD(self._pair(real_A, fake_B.detach()))
             loss_D_real = self.criterion(pred_real, True)
             loss_D_fake = self.criterion(pred_fake, False)
         loss_D = loss_D_real + loss_D_fake
@@ -65,7 +73,7 @@ class Pix2Pix(GANModel):
         # G: GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1, with D frozen
         set_requires_grad([self.netD], False)
         with opt.autocast():
-            loss_G_gan = self.criterion(self.netD(torch.cat([real_A, fake_B], 1)), True, for_discriminator=False)
+            loss_G_gan = self.criterion(self.netD(self._pair(real_A, fake_B)), True, for_discriminator=False)
         loss_G_L1 = F.l1_loss(fake_B.float(), real_B.float())
         opt.step("G", loss_G_gan + self.cfg.lambda_L1 * loss_G_L1)
         set_requires_grad([self.netD], True)

@@ -38,5 +38,7 @@ class DiscriminatorConfig:
     # null: the arch's (basic and n_layers: 3, pixel: 0); a number set here wins over the arch's.
     n_layers: Optional[int] = None
     norm: Norm = Norm.batch
+    # Spectral normalisation (Miyato et al. 2018) of every convolution; usually paired with norm=none.
+    spectral_norm: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02

@@ -14,43 +14,85 @@ from translate.errors import ConfigError
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """Class-conditional batch norm (de Vries et al. 2017; the generators of Miyato & Koyama 2018 and BigGAN):
+    batch norm without its own affine parameters, followed by a gain and a bias looked up per class.
+
+        y = gain[label] * BN(x) + bias[label]
+
+    The gains start at 1 and the biases at 0, so at initialisation it is plain batch norm for every class.
+
+    Shapes: ``forward(x [N, num_features, H, W], labels [N] int64) -> [N, num_features, H, W]``.
+    """
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = nn.Embedding(num_classes, num_features)
+        self.bias = nn.Embedding(num_classes, num_features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.gain(labels)[:, :, None, None] * self.norm(x) + self.bias(labels)[:, :, None, None]
+
+
 class ConditionalGenerator(nn.Module):
     """DCGAN-style generator conditioned on a class label (Mirza & Osindero 2014; Radford et al. 2015).
 
     The noise z and a one-hot class vector are concatenated into a [N, z_dim + num_classes, 1, 1] tensor and
     upsampled by transposed convolutions (BatchNorm + ReLU) to ``image_size``; the last layer uses tanh.
+    With ``conditional_bn`` the class enters through the norms instead, as in the generators of Miyato &
+    Koyama 2018 and BigGAN: the input is z alone, and every batch norm is a :class:`ConditionalBatchNorm2d`
+    whose per-class gain and bias say which digit to draw at every resolution.
 
     Args:
         z_dim: length of the noise vector.
-        num_classes: number of classes of the one-hot condition.
+        num_classes: number of classes of the condition.
         out_channels: channels of the generated image.
         image_size: side of the output, a power of two >= 8 (32 and 64 are the usual choices).
         ngf: channels of the last hidden layer; each earlier layer doubles it.
+        conditional_bn: class-conditional batch norm instead of a one-hot input.
 
     Shapes: ``forward(z [N, z_dim], labels [N] int64) -> [N, out_channels, image_size, image_size]`` in [-1, 1].
     """
 
-    def __init__(self, z_dim: int = 100, num_classes: int = 10, out_channels: int = 1, image_size: int = 32, ngf: int = 64) -> None:
+    def __init__(
+        self,
+        z_dim: int = 100,
+        num_classes: int = 10,
+        out_channels: int = 1,
+        image_size: int = 32,
+        ngf: int = 64,
+        conditional_bn: bool = False,
+    ) -> None:
         super().__init__()
         if image_size < 8 or image_size & (image_size - 1):
             raise ValueError(f"image_size={image_size} is not supported; use a power of two >= 8, e.g. 32 or 64")
         self.z_dim = z_dim
         self.num_classes = num_classes
+        self.conditional_bn = conditional_bn
         n_up = int(math.log2(image_size)) - 3
         channels = [ngf * 2 ** (n_up - i) for i in range(n_up + 1)]
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_dim + num_classes, channels[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(channels[0]),
-            nn.ReLU(True),
-        ]
+
+        def norm(c: int) -> nn.Module:
+            return ConditionalBatchNorm2d(c, num_classes) if conditional_bn else nn.BatchNorm2d(c)
+
+        in_channels = z_dim if conditional_bn else z_dim + num_classes
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, channels[0], 4, 1, 0, bias=False), norm(channels[0]), nn.ReLU(True)]
         for c_in, c_out in zip(channels, channels[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(channels[-1], out_channels, 4, 2, 1), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
-        return self.model(torch.cat([z, onehot], dim=1)[:, :, None, None])
+        if not self.conditional_bn:
+            onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
+            return self.model(torch.cat([z, onehot], dim=1)[:, :, None, None])
+        h = z[:, :, None, None]
+        for layer in self.model:
+            h = layer(h, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+        return h
 
 
 PADDING_TYPES = ("reflect", "replicate", "zero")

@@ -1,4 +1,5 @@
-"""Normalisation layers and weight initialisation, as the reference implementation defines them."""
+"""Normalisation layers and weight initialisation, as the reference implementation defines them, and
+spectral normalisation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Callable
 
 import torch.nn as nn
 from torch.nn import init
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 
 def norm_layer(norm: str) -> Callable[[int], nn.Module]:
@@ -30,14 +33,38 @@ def uses_bias(norm: str) -> bool:
     return str(norm) == "instance"
 
 
+#: The layers :func:`add_spectral_norm` normalises: every weight matrix of a discriminator.
+SPECTRAL_NORM_LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)
+
+
+def add_spectral_norm(net: nn.Module) -> nn.Module:
+    """Spectrally normalise (Miyato et al. 2018) the weight of every convolution, linear layer and embedding
+    of ``net`` in place, with ``torch.nn.utils.parametrizations.spectral_norm`` (one power iteration per
+    training forward; the vectors ``_u``, ``_v`` are buffers, so they are saved and restored with the
+    weights). The weight each layer uses becomes W / sigma(W), its largest singular value divided out, which
+    bounds the Lipschitz constant of the network. Returns ``net``."""
+    for m in net.modules():
+        if isinstance(m, SPECTRAL_NORM_LAYERS) and not parametrize.is_parametrized(m, "weight"):
+            spectral_norm(m)
+    return net
+
+
 def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
     """Initialise conv/linear weights (normal, xavier, kaiming, orthogonal), biases to 0, and
-    BatchNorm weights to N(1, init_gain). Returns ``net`` for chaining."""
+    BatchNorm weights to N(1, init_gain); embeddings keep the init their module gave them. A spectrally
+    normalised layer has its unnormalised weight initialised and its power iteration started afresh from it.
+    Returns ``net`` for chaining."""
     init_type = str(init_type)
 
     def init_fn(m: nn.Module) -> None:
         name = m.__class__.__name__
-        if hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
+        if parametrize.is_parametrized(m, "weight"):
+            # Reading m.weight would run the power iteration; initialise the plain weight, then normalise
+            # it again, which starts the singular-vector estimates from the new weight.
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+            init_fn(m)
+            spectral_norm(m)
+        elif hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
             if init_type == "normal":
                 init.normal_(m.weight, 0.0, init_gain)
             elif init_type == "xavier":
@@ -50,7 +77,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
                 raise ValueError(f"init_type={init_type!r} is not supported; use normal, xavier, kaiming or orthogonal")
             if getattr(m, "bias", None) is not None:
                 init.zeros_(m.bias)
-        elif "BatchNorm2d" in name:
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
             init.normal_(m.weight, 1.0, init_gain)
             init.zeros_(m.bias)
 
