@@ -7,7 +7,7 @@ variant, the same ``translate-train`` run (same seed, same ``--steps``) with and
 ``model.diffaugment='color,translation,cutout'``, and ``translate-test`` on the held-out pairs. Prints the
 held-out L1 and PSNR (and SSIM) of each, with its training wall time.
 
-    python scripts/bench_diffaugment.py --mnist-root /work/shared/data --steps 1500
+    python scripts/bench_diffaugment.py --mnist-root path/holding/MNIST --steps 1500
 """
 
 from __future__ import annotations
