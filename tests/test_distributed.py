@@ -3,6 +3,7 @@ process with batch 2b, into one run directory that only rank 0 writes."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from datetime import datetime
@@ -10,12 +11,14 @@ from datetime import datetime
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from _models_helpers import EXACT_PIX2PIX, write_pairs
 from _robust_helpers import run_cli_inprocess
 from helpers import BIN, TINY, assert_same_tensors, cli_env, load_ckpt, read_events, run_cli
 from translate.cli import train as train_cli
 from translate.data.sampling import EpochSampler
+from translate.training.distributed import StopVote
 
 #: gloo over the loopback interface (lo on Linux, lo0 on macOS): a test machine's hostname may not resolve.
 _LOOPBACK_NAMES = [name for _, name in socket.if_nameindex() if name in ("lo", "lo0")]
@@ -123,6 +126,27 @@ def _torchrun(cwd, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def _vote(rank: int, port: int, results) -> None:
+    """Rank 1 receives signal 12 before its fourth vote; every rank records what its votes return."""
+    os.environ.update(LOOPBACK)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        votes = StopVote(torch.device("cpu"), lag=2)
+        results[rank] = [votes.cast(12 if rank == 1 and step >= 3 else 0) for step in range(8)]
+        votes.drain()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_process_learns_of_a_stop_signal_at_the_same_step():
+    """A signal that reached one process stops all of them after the same step, ``lag`` steps later, each
+    step's vote read back only when it has long completed."""
+    results = mp.Manager().dict()
+    mp.start_processes(_vote, args=(_free_port(), results), nprocs=2, start_method="spawn")
+    assert results[0] == results[1] == [0, 0, 0, 0, 0, 12, 12, 12]
 
 
 #: A cGAN whose every step draws each process's own noise: 4 digits a process, one step an epoch.

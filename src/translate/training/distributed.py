@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 from datetime import datetime
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -187,9 +188,55 @@ def all_agree(flag: bool, device: torch.device) -> bool:
     return int(value.item()) == 0
 
 
-def any_process(flag: bool, device: torch.device) -> bool:
-    """True when ``flag`` holds in at least one process."""
-    return not all_agree(not flag, device)
+class StopVote:
+    """Whether any process received a stop signal, agreed by every process without holding up each step.
+
+    Reading a per-step all-reduce of the flag straight back would make every step wait for the slowest
+    process and, on a GPU, for the device to finish all the work queued so far. Instead each step's vote is an
+    asynchronous all-reduce (on CUDA, copied to pinned host memory behind the step's kernels) whose result is
+    read ``lag`` votes later, when it has long completed. Every process casts the same votes in the same order
+    and reads the same one at the same step, so they all stop after the same step, at most ``lag`` steps after
+    the signal. One process alone needs no vote: its own flag is the answer at once.
+    """
+
+    def __init__(self, device: torch.device, lag: int = 2) -> None:
+        self.device = device
+        self.lag = lag
+        self._votes: Deque[Tuple[Any, torch.Tensor]] = deque()
+
+    def cast(self, signum: int) -> int:
+        """Vote this process's signal number (0: none) for this step; returns the vote cast ``lag`` votes ago:
+        the largest signal number any process had then, 0 when none had one."""
+        if not dist.is_initialized():
+            return signum
+        # torch.full launches a fill kernel; torch.tensor([...], device="cuda") would copy and wait for the device.
+        value = torch.full((1,), signum, dtype=torch.int32, device=self.device)
+        work = dist.all_reduce(value, op=dist.ReduceOp.MAX, async_op=True)
+        if value.is_cuda:
+            work.wait()  # NCCL: the stream waits for the collective, the host does not
+            host = torch.empty(1, dtype=torch.int32, pin_memory=True)
+            host.copy_(value, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self._votes.append((done, host))
+        else:
+            self._votes.append((work, value))
+        if len(self._votes) <= self.lag:
+            return 0
+        return self._read()
+
+    def _read(self) -> int:
+        handle, value = self._votes.popleft()
+        if isinstance(handle, torch.cuda.Event):
+            handle.synchronize()
+        else:
+            handle.wait()
+        return int(value.item())
+
+    def drain(self) -> None:
+        """Wait for the votes still in flight (every process has cast the same ones) before the group is left."""
+        while self._votes:
+            self._read()
 
 
 def barrier() -> None:

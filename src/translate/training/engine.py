@@ -174,7 +174,10 @@ class Trainer:
         if self.rank != 0:  # one log is enough; warnings still come from every process
             logging.getLogger("translate").setLevel(logging.WARNING)
         self.channels_last = bool(cfg.device.channels_last) and self.device.type != "mps"
+        # The signal this process received, and the one all processes agreed to stop for (see _stopping).
+        self._signal_received: Optional[int] = None
         self._stop_signal: Optional[int] = None
+        self._stop_vote = distributed.StopVote(self.device)
         self._own_rng_restored = False
         # fit() opens the TensorBoard writer and the progress bar; steps taken outside it log nowhere.
         self._writer: Any = None
@@ -479,12 +482,13 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------------
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        self._stop_signal = signum
+        self._signal_received = signum
 
     def _stopping(self) -> bool:
         """A signal reached this process or, when distributed, another one: all stop after the same step."""
-        if distributed.any_process(self._stop_signal is not None, self.device) and self._stop_signal is None:
-            self._stop_signal = signal.SIGTERM
+        agreed = self._stop_vote.cast(self._signal_received or 0)
+        if agreed and self._stop_signal is None:
+            self._stop_signal = agreed
         return self._stop_signal is not None
 
     def _end_epoch(self) -> None:
@@ -609,6 +613,7 @@ class Trainer:
                 self._writer.close()
         if self._writer is not None:  # rank 0 with TensorBoard on, its events complete now
             write_curves(self.run_dir / "tb", self.run_dir / "curves.png")
+        self._stop_vote.drain()
         distributed.barrier()  # every process returns once rank 0 has written the last checkpoint
         elapsed = time.perf_counter() - started
         log.info("%d steps in %.1f s (%.1f steps/s)", self.step - first_step, elapsed, (self.step - first_step) / max(elapsed, 1e-9))
