@@ -82,6 +82,19 @@ TINY_CYCLEGAN = [
 ]
 
 
+#: Small but complete networks: ngf/ndf 8 and 2-layer PatchGANs (the 3-layer one needs >= 24 px images).
+SMALL_NETS = ["model.generator.ngf=8", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=2", "model.discriminator.ndf=8"]
+#: A 1-block ResNet CycleGAN on 16 px folders (every layer kind of the real one), without its data.root.
+SMALL_CYCLEGAN = [
+    "model=cyclegan",
+    "data=unaligned",
+    "data.load_size=16",
+    "data.crop_size=16",
+    "model.generator.arch=resnet",
+    "model.generator.n_blocks=1",
+    *SMALL_NETS,
+]
+
 #: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
 #: averaging the gradients of two half batches is exactly the gradient of the whole batch.
 EXACT_PIX2PIX = [

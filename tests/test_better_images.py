@@ -403,7 +403,7 @@ def test_spectral_norm_and_diffaugment_train_under_bf16_autocast(tmp_path):
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile on the CPU needs a C compiler")
 def test_a_compiled_spectral_norm_discriminator_computes_and_updates_what_the_eager_one_does(tmp_path, monkeypatch):
-    # A private inductor cache, as tests/test_compile.py explains.
+    # A private inductor cache: entries another run left in /tmp must not decide whether this one passes.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     torch.manual_seed(0)
     # 8 px: one convolution, psi and the embedding, each spectrally normalised; small graphs compile fast

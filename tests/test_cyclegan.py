@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from _models_helpers import (
+    SMALL_CYCLEGAN,
     as_input,
     as_png_levels,
     assert_test_outputs,
@@ -32,7 +33,7 @@ from translate.models.base import GANModel, Optimization, build_model
 from translate.training.checkpoints import load_checkpoint
 from translate.training.engine import Trainer
 
-SIZE = 16
+SIZE = 16  # SMALL_CYCLEGAN's
 STEPS = 80
 DISCRIMINATORS = ("D_A", "D_B")
 
@@ -40,17 +41,8 @@ DISCRIMINATORS = ("D_A", "D_B")
 def tiny(root, *more: str) -> list[str]:
     """A 1-block ResNet CycleGAN on 16 px images; a 2-layer PatchGAN, since the 3-layer one needs >= 24 px."""
     return [
-        "model=cyclegan",
-        "data=unaligned",
+        *SMALL_CYCLEGAN,
         f"data.root={root}",
-        f"data.load_size={SIZE}",
-        f"data.crop_size={SIZE}",
-        "model.generator.arch=resnet",
-        "model.generator.n_blocks=1",
-        "model.generator.ngf=8",
-        "model.discriminator.arch=n_layers",
-        "model.discriminator.n_layers=2",
-        "model.discriminator.ndf=8",
         "trainer.batch_size=2",
         "logger=none",
         *more,

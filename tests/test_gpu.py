@@ -1,6 +1,6 @@
 """What only an NVIDIA GPU can prove: the device=cuda preset (bf16 autocast and channels_last), fp16 with a
 gradient scaler, torch.compile, and several processes over NCCL, each training every model on CUDA.
-Skipped on machines without CUDA; the CPU versions of these paths are in test_engine, test_compile and
+Skipped on machines without CUDA; the CPU versions of these paths are in test_engine, test_speed and
 test_distributed."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import helpers
-from _models_helpers import CPU, as_input, save, write_pairs
+from _models_helpers import CPU, SMALL_CYCLEGAN, SMALL_NETS, as_input, save, write_pairs
 from translate.evaluation.digits import DigitJudge, generate_digits, load_classifier
 from translate.evaluation.image_metrics import l1
 from translate.training.engine import Trainer
@@ -92,10 +92,7 @@ def test_pix2pix_learns_a_mapping_it_has_not_seen_the_test_pairs_of(tmp_path):
         "data.crop_size=32",
         "model.generator.arch=unet",
         "model.generator.num_downs=5",
-        "model.generator.ngf=8",
-        "model.discriminator.arch=n_layers",
-        "model.discriminator.n_layers=2",
-        "model.discriminator.ndf=8",
+        *SMALL_NETS,
         "model.optim.lr=1e-3",
         "trainer.batch_size=4",
         "trainer.max_steps=80",
@@ -136,17 +133,8 @@ def test_cyclegan_learns_to_invert_colours_from_unpaired_images(tmp_path):
     cfg = helpers.train_config(
         *CPU,
         *QUIET,
-        "model=cyclegan",
-        "data=unaligned",
+        *SMALL_CYCLEGAN,
         f"data.root={root}",
-        "data.load_size=16",
-        "data.crop_size=16",
-        "model.generator.arch=resnet",
-        "model.generator.n_blocks=1",
-        "model.generator.ngf=8",
-        "model.discriminator.arch=n_layers",
-        "model.discriminator.n_layers=2",
-        "model.discriminator.ndf=8",
         "model.optim.lr=1e-3",
         "trainer.batch_size=4",
         "trainer.max_steps=120",

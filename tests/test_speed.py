@@ -4,17 +4,20 @@ on the device. Speed itself is measured by scripts/benchmark.py, never here."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import helpers
-from _models_helpers import CPU, write_folder
+from _models_helpers import CPU, SMALL_CYCLEGAN, write_folder
 from translate.training import speed
 from translate.training.engine import Trainer
 
-SIZE = 16
+SIZE = 16  # SMALL_CYCLEGAN's
 LR = 2e-4
 
 needs_compiler = pytest.mark.skipif(
@@ -34,17 +37,8 @@ def cyclegan(root) -> list[str]:
     """A 1-block ResNet CycleGAN with 2-layer PatchGANs on 16 px images: every layer kind of the real one."""
     return [
         *CPU,
-        "model=cyclegan",
-        "data=unaligned",
+        *SMALL_CYCLEGAN,
         f"data.root={root}",
-        f"data.load_size={SIZE}",
-        f"data.crop_size={SIZE}",
-        "model.generator.arch=resnet",
-        "model.generator.n_blocks=1",
-        "model.generator.ngf=8",
-        "model.discriminator.arch=n_layers",
-        "model.discriminator.n_layers=2",
-        "model.discriminator.ndf=8",
         "trainer.batch_size=2",
         "trainer.val_every_n_epochs=null",
         f"model.optim.lr={LR}",
@@ -93,8 +87,14 @@ def test_compiled_channels_last_step_gives_the_eager_weights(tmp_path, unaligned
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     eager = one_step(tmp_path, "eager", *cyclegan(unaligned))
     fast = one_step(tmp_path, "compiled", *cyclegan(unaligned), "device.compile=true", "device.channels_last=true")
+    # nn.Module.compile wraps the forward in place: the module is the same, its calls go through dynamo.
     assert all(net._compiled_call_impl is not None for net in fast[0].model.networks.values())
     assert_same_step(eager, fast)
+    # The checkpoint holds the plain networks' keys, so that an eager run (or translate-test) can load it.
+    saved = helpers.load_ckpt(fast[0].save("latest.pt"))
+    assert {net: set(w) for net, w in saved["networks"].items()} == {
+        net: {k.split(".", 1)[1] for k in eager[2] if k.startswith(f"{net}.")} for net in saved["networks"]
+    }
 
 
 def test_the_engine_uses_fused_adam_on_the_cpu(tmp_path):
@@ -149,3 +149,21 @@ def test_a_resumed_unfused_optimiser_becomes_fused():
     assert opt.param_groups[0]["fused"]
     opt.step()
     assert opt.state[p]["step"].item() == 2
+
+
+def test_the_benchmark_suite_runs_a_case_end_to_end(tmp_path, monkeypatch):
+    """``make bench`` is the one prepared command a GPU session runs: a tiny CycleGAN case goes through every
+    part of it (both baselines, an engine setting, the loader alone, the test loop, the Markdown table)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    benchmark = importlib.import_module("benchmark")
+    case = benchmark.Case("tiny", "cyclegan", SIZE, 1, overrides=[o for o in SMALL_CYCLEGAN if o.startswith("model.")], steps=1)
+    args = argparse.Namespace(quick=True, settings="engine fp32", windows=2, warmup=0, loader_batches=2)
+    result = benchmark.run_case(case, torch.device("cpu"), tmp_path, args)
+    rows = {row["setting"]: row for row in result["train"]}
+    assert rows["baseline: reference"]["speedup_vs_baseline"] == 1.0
+    assert rows["engine fp32"]["images_per_s"] > 0 and len(rows["engine fp32"]["windows_s_per_image"]) == 2
+    assert "baseline: copy-paste (no freezing, Adam per network)" in rows and "engine bf16" not in rows
+    assert result["loader"]["images_per_s"] > 0 and result["loader"]["num_workers"] >= 0
+    assert [row["setting"] for row in result["test"]] == ["test baseline: batch-1 eager loop", "test: translate-test loop (batch 8)"]
+    report = {"command": "test", "machine": benchmark.machine(torch.device("cpu")), "cases": [result]}
+    assert "engine fp32" in benchmark.markdown(report)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -53,6 +53,17 @@ class GANLoss(nn.Module):
         (the D(x) and D(G(z)) GAN tutorials print), the raw mean otherwise."""
         prediction = prediction.detach().float()
         return torch.sigmoid(prediction).mean() if self.gan_mode == "vanilla" else prediction.mean()
+
+    def report(
+        self, pred_real: torch.Tensor, pred_fake: torch.Tensor, loss_real: torch.Tensor, loss_fake: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """What a discriminator update logs: its two loss terms and its mean outputs (see :meth:`score`)."""
+        return {
+            "loss_D/real": loss_real.detach(),
+            "loss_D/fake": loss_fake.detach(),
+            "D_real": self.score(pred_real),
+            "D_fake": self.score(pred_fake),
+        }
 
 
 def gradient_penalty(

@@ -72,12 +72,7 @@ class CGAN(GANModel):
         opt.step("D", loss_D)
         if self.cfg.gan_mode == "wgan":
             clip_weights([self.netD], self.cfg.clip_value)
-        losses = {
-            "loss_D/real": loss_D_real.detach(),
-            "loss_D/fake": loss_D_fake.detach(),
-            "D_real": self.criterion.score(pred_real),
-            "D_fake": self.criterion.score(pred_fake),
-        }
+        losses = self.criterion.report(pred_real, pred_fake, loss_D_real, loss_D_fake)
         if not opt.generator_step:
             return losses
 

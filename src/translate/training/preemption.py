@@ -49,6 +49,13 @@ class _PreemptibleLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest is the DataLoader's own (num_workers, pin_memory, dataset, ...). "loader" itself is
+        # looked up here only before __init__ set it (a copy being unpickled): no recursion into it.
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
     def __iter__(self) -> Iterator[Any]:
         if self.loader.num_workers == 0:
             return iter(self.loader)
