@@ -167,3 +167,15 @@ def test_the_benchmark_suite_runs_a_case_end_to_end(tmp_path, monkeypatch):
     assert [row["setting"] for row in result["test"]] == ["test baseline: batch-1 eager loop", "test: translate-test loop (batch 8)"]
     report = {"command": "test", "machine": benchmark.machine(torch.device("cpu")), "cases": [result]}
     assert "engine fp32" in benchmark.markdown(report)
+
+
+def test_the_precision_check_reads_fp32_seed_noise_and_flags_a_setting_outside_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    precision = importlib.import_module("bench_precision")
+    overrides = [*helpers.TINY, "logger=none", "data.num_workers=0"]
+    curves = [precision.losses_of_a_run([*overrides, f"seed={s}"], 3, tmp_path / f"s{s}") for s in (0, 1, 0)]
+    assert set(curves[0]) == {"loss_D/real", "loss_D/fake", "loss_G/gan"} and all(len(v) == 3 for v in curves[0].values())
+    assert curves[2] == curves[0] and curves[1] != curves[0]  # a run is its seed's: the spread is the seeds'
+    fp32 = [{"loss": [1.0, 1.2]}, {"loss": [1.1, 1.3]}, {"loss": [0.9, 1.1]}]  # means 1.1, 1.2, 1.0: std 0.1
+    rows = precision.compare(fp32, {"close": {"loss": [1.3, 1.3]}, "far": {"loss": [1.45, 1.45]}})
+    assert [(r["setting"], r["deviation_in_std"], r["within_noise"]) for r in rows] == [("close", 2.0, True), ("far", 3.5, False)]
