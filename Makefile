@@ -29,10 +29,12 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured
-# side by side; writes benchmark/benchmark.json and benchmark/benchmark.md. bench: the GPU suite
-# (about 10 minutes); bench-quick: the CPU subset (about 15 minutes on 2 cores).
+# side by side; writes benchmark/benchmark.json and benchmark/benchmark.md. bench: the GPU suite and the
+# precision check (scripts/bench_precision.py: bf16's losses against fp32's seed noise), about 15 minutes;
+# bench-quick: the CPU subset (about 10 minutes on 2 idle cores).
 bench: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --out benchmark
+	$(BIN)/python scripts/bench_precision.py model=cyclegan device=cuda --out benchmark
 
 bench-quick: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --quick --device cpu --out benchmark
