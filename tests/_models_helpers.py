@@ -70,30 +70,22 @@ TINY_PIX2PIX = [
     "model.generator.num_downs=5",
     *TINY_IMAGES,
 ]
-TINY_CYCLEGAN = [
+#: A 1-block ResNet CycleGAN on 16 px folders, its networks' widths left to the lists below.
+CYCLEGAN_16 = [
     "model=cyclegan",
     "data=unaligned",
     "data.load_size=16",
     "data.crop_size=16",
     "model.generator.arch=resnet",
     "model.generator.n_blocks=1",
-    "model.pool_size=0",
-    *TINY_IMAGES,
 ]
+TINY_CYCLEGAN = [*CYCLEGAN_16, "model.pool_size=0", *TINY_IMAGES]
 
 
 #: Small but complete networks: ngf/ndf 8 and 2-layer PatchGANs (the 3-layer one needs >= 24 px images).
 SMALL_NETS = ["model.generator.ngf=8", "model.discriminator.arch=n_layers", "model.discriminator.n_layers=2", "model.discriminator.ndf=8"]
-#: A 1-block ResNet CycleGAN on 16 px folders (every layer kind of the real one), without its data.root.
-SMALL_CYCLEGAN = [
-    "model=cyclegan",
-    "data=unaligned",
-    "data.load_size=16",
-    "data.crop_size=16",
-    "model.generator.arch=resnet",
-    "model.generator.n_blocks=1",
-    *SMALL_NETS,
-]
+#: CYCLEGAN_16 with SMALL_NETS: every layer kind of the real CycleGAN, without its data.root.
+SMALL_CYCLEGAN = [*CYCLEGAN_16, *SMALL_NETS]
 
 #: A pix2pix without normalisation or dropout: every parameter gets a real gradient from every image, so
 #: averaging the gradients of two half batches is exactly the gradient of the whole batch.
