@@ -37,6 +37,6 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 part test_gpu 150 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py
 part benchmark 270 "$PYTHON" scripts/benchmark.py --device cuda --out "$OUT" --only cyclegan256,pix2pix256 \
     --settings "engine fp32,engine bf16 + channels_last,engine compile + bf16 + channels_last,engine compile + bf16 + channels_last (batch x16)"
-part precision 120 "$PYTHON" scripts/bench_precision.py model=cyclegan device=cuda --out "$OUT"
+part precision 120 "$PYTHON" scripts/bench_precision.py --seeds 3 model=cyclegan device=cuda --out "$OUT"
 tail -n 3 "$OUT/test_gpu.log" >> "$summary"
 cat "$summary"
