@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from benchmark import Case, case_overrides, compose_train
-from translate.cli.app import config_dir
+from translate.cli.app import register_schemas
+from translate.cli.compose import compose_config
 from translate.training.engine import Trainer
 
 FP32 = ["device.amp=off", "device.channels_last=false", "device.compile=false"]
@@ -90,8 +90,8 @@ def main() -> None:
     if args.seeds < 2:
         parser.error(f"--seeds={args.seeds}: the noise between fp32 runs needs at least 2 seeds")
     # The model, device and batch asked for; the data comes later (the benchmark's synthetic images).
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        probe = compose("train", overrides=args.overrides)
+    register_schemas()
+    probe = compose_config("train", args.overrides)
     model = str(probe.model.name)
     cuda = str(probe.device.accelerator) == "cuda" or (str(probe.device.accelerator) == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")

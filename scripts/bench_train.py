@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from translate.cli.app import config_dir
-from translate.cli.validate import validate
+from translate.cli.app import register_schemas
+from translate.cli.compose import compose_config
+from translate.settings.validate import validate_train
 from translate.training.engine import Trainer
 
 
@@ -54,14 +54,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16, help="synthetic images per folder")
     args = parser.parse_args()
 
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=args.overrides)
-    model = cfg.model.name
+    register_schemas()
+    probe = compose_config("train", args.overrides)
+    model = probe.model.name
     with tempfile.TemporaryDirectory() as tmp:
-        data = [] if model == "cgan" else make_images(Path(tmp) / "data", model, int(cfg.data.get("load_size", 256)), args.images)
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose("train", overrides=[*data, *args.overrides, "logger=none", f"paths.output_dir={tmp}/out"])
-        cfg = validate(cfg)
+        data = [] if model == "cgan" else make_images(Path(tmp) / "data", model, int(probe.data.get("load_size", 256)), args.images)
+        cfg = validate_train(compose_config("train", [*data, *args.overrides, "logger=none", f"paths.output_dir={tmp}/out"]))
         trainer = Trainer(cfg, Path(tmp) / "run")
         trainer.build()
         device = trainer.device
@@ -85,7 +83,7 @@ def main() -> None:
         "model": model,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         "batch_size": cfg.trainer.batch_size,
-        "image_size": cfg.data.get("crop_size", cfg.data.get("image_size")),
+        "image_size": trainer.model.info.image_size,
         "amp": str(cfg.device.amp),
         "channels_last": cfg.device.channels_last,
         "compile": cfg.device.compile,

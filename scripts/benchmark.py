@@ -47,11 +47,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from translate.cli.app import config_dir
-from translate.cli.validate import validate
+from translate.cli.app import register_schemas
+from translate.cli.compose import compose_config
 from translate.data.registry import build_dataset
 from translate.evaluation.loop import evaluate
 from translate.evaluation.protocols import protocol_for
@@ -59,6 +58,8 @@ from translate.models.base import build_model
 from translate.networks.discriminators import ConditionalDiscriminator, build_discriminator
 from translate.networks.generators import ConditionalGenerator, build_generator
 from translate.networks.init import init_weights
+from translate.settings.schema import TrainConfig
+from translate.settings.validate import validate_train
 from translate.training.engine import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -151,9 +152,9 @@ def settings(device: torch.device, quick: bool) -> List[Setting]:
 # -- configs and data --------------------------------------------------------------------------------------
 
 
-def compose_train(overrides: List[str]) -> Any:
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return validate(compose("train", overrides=overrides))
+def compose_train(overrides: List[str]) -> TrainConfig:
+    register_schemas()
+    return validate_train(compose_config("train", overrides))
 
 
 def case_overrides(case: Case, data_dir: Path, device: torch.device) -> List[str]:

@@ -10,14 +10,15 @@ from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 import helpers
 from translate.cli.testing import run_test
-from translate.cli.validate import validate
-from translate.models.base import GANModel, build_model
-from translate.training.checkpoints import load_checkpoint
+from translate.config import Weights
+from translate.models.base import GANModel
+from translate.models.checkpoint import Checkpoint, trained_model
+from translate.settings.schema import TrainConfig
+from translate.settings.validate import validate_test
 from translate.training.engine import Trainer
 
 #: Overrides every run here shares: CPU, no worker processes, no progress bar, a constant learning rate.
@@ -117,7 +118,7 @@ def write_image_data(root: Path, split: str, n_pairs: int, n_a: int, n_b: int) -
     write_folder(root / "folders" / f"{split}B", n_b, 16, seed=len(split) + n_b + 100, prefix=f"{split}B")
 
 
-def train_config(overrides: Iterable[str]) -> DictConfig:
+def train_config(overrides: Iterable[str]) -> TrainConfig:
     """:func:`helpers.train_config` after :data:`CPU`."""
     return helpers.train_config(*CPU, *overrides)
 
@@ -129,16 +130,12 @@ def train(run_dir: Path, overrides: Iterable[str]) -> Trainer:
 
 def translate_test(run_dir: Path, out: Path, *overrides: str) -> Path:
     """``translate-test run=<run_dir> output_dir=<out> <overrides>``, in this process."""
-    return run_test(helpers.compose_config("test", f"run={run_dir}", f"output_dir={out}", "device=cpu", *overrides))
+    return run_test(validate_test(helpers.compose_config("test", f"run={run_dir}", f"output_dir={out}", "device=cpu", *overrides)))
 
 
 def load_run_model(run_dir: Path) -> GANModel:
     """The model of ``run_dir``'s latest checkpoint, rebuilt from the checkpoint alone, in eval mode."""
-    state = load_checkpoint(run_dir)
-    model = build_model(validate(OmegaConf.create(state["config"])).model, state["info"])
-    for name, net in model.networks.items():
-        net.load_state_dict(state["networks"][name])
-    return model.eval()
+    return trained_model(Checkpoint.read(run_dir), Weights.raw)
 
 
 def read_png(path: Path) -> np.ndarray:

@@ -14,9 +14,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from translate.cli.app import config_dir
-from translate.cli.validate import validate
+from translate.cli.app import config_dir, register_schemas
+from translate.settings.schema import TrainConfig
+from translate.settings.validate import validate_train
 from translate.training.engine import Trainer
+
+register_schemas()
 
 IMAGE_SIZE = 16
 #: The cGAN's class grid at IMAGE_SIZE: 10 classes x 10 noise vectors, make_grid's 2-pixel padding around each.
@@ -43,9 +46,9 @@ def compose_config(config_name: str, *overrides: str) -> DictConfig:
         return compose(config_name, overrides=list(overrides), return_hydra_config=False)
 
 
-def train_config(*overrides: str) -> Any:
+def train_config(*overrides: str) -> TrainConfig:
     """The typed config ``translate-train *overrides`` trains with."""
-    return validate(compose_config("train", *overrides))
+    return validate_train(compose_config("train", *overrides))
 
 
 def train(run_dir: Path, *overrides: str) -> Trainer:

@@ -16,6 +16,7 @@ from helpers import assert_same_tensors, load_ckpt
 from translate.augment import POLICIES, DiffAugment, brightness, contrast, cutout, parse_policy, saturation, translation
 from translate.cli.exporting import export_generator
 from translate.cli.testing import load_trained
+from translate.config import ExportConfig, ExportFormat
 from translate.errors import ConfigError
 from translate.models.base import Optimization, build_model
 from translate.models.configs import DCGANDiscriminatorConfig
@@ -29,6 +30,7 @@ from translate.networks.discriminators import (
 )
 from translate.networks.generators import ConditionalBatchNorm2d, ConditionalGenerator
 from translate.networks.init import init_weights
+from translate.settings.validate import validate_test
 
 ALL = "color,translation,cutout"
 #: The cGAN of experiment=cgan_projection, tiny: projection D with spectral norm and no batch norm,
@@ -317,9 +319,9 @@ def test_the_conditional_bn_generator_takes_the_class_only_through_its_norms():
 
 
 def test_the_projection_preset_sets_the_recipe_and_only_that(compose_config):
-    from translate.cli.validate import validate
+    from translate.settings.validate import validate_train
 
-    m = validate(compose_config("train", "experiment=cgan_projection")).model
+    m = validate_train(compose_config("train", "experiment=cgan_projection")).model
     assert (m.name, m.gan_mode, m.discriminator.arch, m.discriminator.spectral_norm, str(m.discriminator.norm)) == (
         "cgan",
         "hinge",
@@ -366,8 +368,12 @@ def test_each_option_trains_resumes_bit_for_bit_and_exports(case, deterministic,
     assert_same_tensors(got["extra"], expected["extra"])
 
     # translate-test and translate-export rebuild the run from its checkpoint alone
-    path = export_generator(run, "torchscript", output=tmp_path / "g.pt")
-    net = load_trained(helpers.compose_config("test", f"run={run}", "device=cpu"))[0].networks["G" if model != "cyclegan" else "G_A"].eval()
+    path = export_generator(ExportConfig(run=str(run), format=ExportFormat.torchscript, output=str(tmp_path / "g.pt")))
+    net = (
+        load_trained(validate_test(helpers.compose_config("test", f"run={run}", "device=cpu")))[0]
+        .networks["G" if model != "cyclegan" else "G_A"]
+        .eval()
+    )
     if model == "cgan":
         inputs = (torch.randn(3, 8), torch.tensor([0, 4, 9]))
     else:
@@ -380,8 +386,8 @@ def test_the_conditional_bn_generator_exports_to_onnx(tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     fit(tmp_path / "run", *CGAN, *PROJECTION, "trainer.max_steps=2")
-    path = export_generator(tmp_path / "run", "onnx", output=tmp_path / "g.onnx")
-    net = load_trained(helpers.compose_config("test", f"run={tmp_path / 'run'}", "device=cpu"))[0].netG.eval()
+    path = export_generator(ExportConfig(run=str(tmp_path / "run"), format=ExportFormat.onnx, output=str(tmp_path / "g.onnx")))
+    net = load_trained(validate_test(helpers.compose_config("test", f"run={tmp_path / 'run'}", "device=cpu")))[0].netG.eval()
     z, labels = torch.randn(3, 8), torch.tensor([1, 5, 9])
     (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"z": z.numpy(), "labels": labels.numpy()})
     with torch.no_grad():

@@ -14,8 +14,8 @@ from PIL import Image
 
 from helpers import GRID_SIDE, IMAGE_SIZE, TINY, expect_clear_error, load_ckpt, read_events
 from translate.cli.testing import run_test
-from translate.cli.validate import validate
 from translate.errors import TranslateError
+from translate.settings.validate import validate_test, validate_train
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_train_draws_the_curves_of_the_run(cli_run):
 
 def test_train_saves_the_composed_config(cli_run):
     saved = OmegaConf.load(cli_run / "config.yaml")
-    typed = validate(saved)
+    typed = validate_train(saved)
     assert (typed.model.name, typed.data.name, typed.model.generator.ngf, typed.trainer.max_steps) == (
         "cgan",
         "mnist_subset",
@@ -147,10 +147,13 @@ def test_cfg_job_prints_the_composed_config_without_training(run_cli, tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
-def test_cfg_job_for_a_model_with_data_it_cannot_use_says_so(run_cli, tmp_path):
+def test_a_model_with_data_it_cannot_use_stops_before_any_data_is_read(run_cli, tmp_path):
+    proc = run_cli("translate-train", "model=pix2pix", "data.download=false", cwd=tmp_path)
+    text = expect_clear_error(proc, "data=mnist is mnist data, but model=pix2pix needs aligned data")
+    assert "MNIST" not in text and not (tmp_path / "outputs").exists()
+    # --cfg job shows the composition as Hydra made it; the run is what checks it
     proc = run_cli("translate-train", "model=pix2pix", "--cfg", "job", cwd=tmp_path)
-    expect_clear_error(proc, "data=mnist is mnist data, but model=pix2pix needs aligned data")
-    assert not (tmp_path / "outputs").exists()
+    assert proc.returncode == 0 and yaml.safe_load(proc.stdout)["model"]["name"] == "pix2pix", proc.stderr
 
 
 # --- translate-test ------------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def _test_cfg(compose_config, *overrides: str):
 
 
 def test_test_honours_output_dir(compose_config, tested, cli_run, tmp_path):
-    out = run_test(_test_cfg(compose_config, f"run={cli_run}", f"output_dir={tmp_path / 'elsewhere'}"))
+    out = run_test(validate_test(_test_cfg(compose_config, f"run={cli_run}", f"output_dir={tmp_path / 'elsewhere'}")))
     assert out == tmp_path / "elsewhere"
     assert (out / "samples" / "9" / "0.png").is_file() and not (out / "samples" / "9" / "1.png").exists()
     # the grid uses the model's fixed noise: the same picture wherever it is written
@@ -183,14 +186,14 @@ def test_test_honours_checkpoint(compose_config, tested, cli_run):
     state["networks"]["G"][last_bias] += 1.0
     other = cli_run / "checkpoints" / "other.pt"
     torch.save(state, other)
-    out = run_test(_test_cfg(compose_config, f"checkpoint={other}"))
+    out = run_test(validate_test(_test_cfg(compose_config, f"checkpoint={other}")))
     assert out == cli_run / "test_other"
     assert (out / "grid.png").read_bytes() != (tested / "grid.png").read_bytes()
 
 
 def test_test_accepts_the_model_of_the_run_named_again(compose_config, tested, cli_run, tmp_path):
     # Users type the train command's model= out of habit; model=cgan also picks a trainer, which must compose.
-    out = run_test(_test_cfg(compose_config, f"run={cli_run}", "model=cgan", f"output_dir={tmp_path / 'again'}"))
+    out = run_test(validate_test(_test_cfg(compose_config, f"run={cli_run}", "model=cgan", f"output_dir={tmp_path / 'again'}")))
     assert (out / "grid.png").read_bytes() == (tested / "grid.png").read_bytes()
 
 
@@ -198,4 +201,4 @@ def test_test_accepts_the_model_of_the_run_named_again(compose_config, tested, c
 def test_test_without_a_trained_run_is_a_clear_error(compose_config, tmp_path, monkeypatch, overrides, named):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TranslateError, match=named):
-        run_test(_test_cfg(compose_config, *overrides))
+        run_test(validate_test(_test_cfg(compose_config, *overrides)))

@@ -13,13 +13,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
+from translate.config import to_typed
 from translate.data.aligned import AlignedDataset
 from translate.data.configs import ImageDataConfig, machine_workers
 from translate.data.folders import find_images, load_image
 from translate.data.single import SingleDataset
-from translate.data.transforms import ImageTransform
 from translate.data.unaligned import UnalignedDataset
 from translate.errors import BadImageError, ConfigError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
+from translate.settings.validate import typed_data
 
 CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 GENERIC = {"aligned", "unaligned", "single"}
@@ -28,7 +29,12 @@ GENERIC = {"aligned", "unaligned", "single"}
 def cfg(root: Path, **overrides):
     """A typed data config with small sizes; no resizing or flipping unless a test asks."""
     values = {"root": str(root), "load_size": 8, "crop_size": 8, "preprocess": "none", "flip": False}
-    return OmegaConf.merge(OmegaConf.structured(ImageDataConfig), {**values, **overrides})
+    return to_typed(ImageDataConfig, {**values, **overrides}, "data")
+
+
+def checked(**values):
+    """``data`` as translate-train checks it before any dataset is built."""
+    return typed_data({"kind": "aligned", "root": "/data", **values})
 
 
 def save(path: Path, pixels: np.ndarray, mode: str | None = None) -> Path:
@@ -266,9 +272,11 @@ def test_image_smaller_than_crop_names_file_and_sizes(tmp_path):
 
 def test_bad_preprocess_settings_name_the_key():
     with pytest.raises(ConfigError, match="data.crop_size=300 is larger than data.load_size=286"):
-        ImageTransform("resize_and_crop", 286, 300)
-    with pytest.raises(ConfigError, match="data.preprocess='zoom'"):
-        ImageTransform("zoom")
+        checked(preprocess="resize_and_crop", load_size=286, crop_size=300)
+    with pytest.raises(ConfigError, match="data.preprocess: Invalid value 'zoom'"):
+        checked(preprocess="zoom")
+    with pytest.raises(ConfigError, match="data.load_size=0 must be >= 1"):
+        checked(load_size=0)
 
 
 # ---------------------------------------------------------------- files and decoding
@@ -294,8 +302,8 @@ def test_missing_and_empty_folders_are_named(tmp_path):
         find_images(tmp_path / "empty")
     with pytest.raises(DatasetNotFoundError, match=rf"data.root={tmp_path}/gone: no such folder"):
         SingleDataset(cfg(tmp_path / "gone"), "test", train=False)
-    with pytest.raises(ConfigError, match="data.root is not set"):
-        SingleDataset(OmegaConf.structured(ImageDataConfig), "test", train=False)
+    with pytest.raises(ConfigError, match="data.root is not set; add data.root=<folder> holding a folder of images"):
+        typed_data({"kind": "single"})
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "text"])
@@ -364,13 +372,12 @@ def test_max_dataset_size_caps_every_kind(tmp_path):
     assert len(un) == 2 and {Path(un[(0, s)]["B_path"]).name for s in range(20)} <= {"b0.jpg", "b1.jpg"}
     assert len(SingleDataset(cfg(root / "trainA", max_dataset_size=3), "x", False)) == 3
     with pytest.raises(ConfigError, match="data.max_dataset_size=0"):
-        SingleDataset(cfg(root / "trainA", max_dataset_size=0), "x", False)
+        checked(max_dataset_size=0)
 
 
 def test_channel_counts_other_than_1_or_3_are_refused(tmp_path):
-    save(tmp_path / "x.png", flat(1))
     with pytest.raises(ConfigError, match="data.input_nc=4"):
-        SingleDataset(cfg(tmp_path, input_nc=4), "test", train=False)
+        checked(input_nc=4)
 
 
 # ---------------------------------------------------------------- conf/data presets
@@ -392,7 +399,7 @@ def test_generic_and_preset_files_load_into_the_schema():
         typed = OmegaConf.merge(OmegaConf.structured(ImageDataConfig), parent, raw)
         assert typed.name == stem and typed.kind in GENERIC
         if stem in GENERIC:
-            assert OmegaConf.is_missing(typed, "root") and defaults[stem] == ["/schema/data/images@_here_", "_self_"]
+            assert OmegaConf.is_missing(typed, "root") and defaults[stem] == ["/schema_data_images@_here_", "_self_"]
         else:
             assert defaults[stem] == [typed.kind, "_self_"], stem
             assert raw["root"] == f"${{paths.data_dir}}/{stem}"

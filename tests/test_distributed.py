@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from datetime import datetime
 
 import pytest
 import torch
@@ -16,7 +15,6 @@ import torch.multiprocessing as mp
 from _models_helpers import EXACT_PIX2PIX, write_pairs
 from _robust_helpers import run_cli_inprocess
 from helpers import BIN, TINY, assert_same_tensors, cli_env, load_ckpt, read_events, run_cli
-from translate.cli import train as train_cli
 from translate.data.sampling import EpochSampler
 from translate.training.distributed import StopVote
 
@@ -46,8 +44,8 @@ def test_process_shares_together_are_the_batches_of_one_process():
 
 
 def test_the_run_directory_is_named_by_rank_0s_start_time(tmp_path, monkeypatch, capsys):
-    # Hydra re-registers its own `now` when it runs: the shared time must reach the run directory anyway.
-    monkeypatch.setattr(train_cli, "_shared_start", datetime(2001, 2, 3, 4, 5, 6))
+    # What translate-train sets in every process under torchrun: rank 0's start time names the run directory.
+    monkeypatch.setenv("TRANSLATE_RUN_TIME", "2001-02-03_04-05-06")
     monkeypatch.chdir(tmp_path)
     code, err = run_cli_inprocess(monkeypatch, capsys, *TINY, "logger=none", "trainer.progress_bar=false")
     assert code == 0, err[-3000:]

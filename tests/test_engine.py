@@ -1,4 +1,4 @@
-"""The training engine through its Python API, ``Trainer(validate(cfg), run_dir).fit()``, on a tiny cGAN:
+"""The training engine through its Python API, ``Trainer(validate_train(cfg), run_dir).fit()``, on a tiny cGAN:
 what a run writes, resume, mixed precision and memory layout, and the errors a user can cause."""
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 import helpers
 from helpers import GRID_SIDE, IMAGE_SIZE, TINY, assert_same_tensors, load_ckpt, read_events
-from translate.cli.validate import validate
+from translate.config import Weights
 from translate.errors import TranslateError
-from translate.models.base import build_model
+from translate.models.checkpoint import Checkpoint, trained_model
 from translate.training.engine import Trainer
 
 LR = 2e-4
@@ -133,10 +132,7 @@ def test_samples_are_the_class_grid_each_epoch(run_dir):
 
 
 def test_changing_the_class_changes_the_generated_digit(run_dir):
-    state = load_ckpt(run_dir / "checkpoints" / "latest.pt")
-    model = build_model(validate(OmegaConf.create(state["config"])).model, state["info"])
-    model.netG.load_state_dict(state["networks"]["G"])
-    model.eval()
+    model = trained_model(Checkpoint.read(run_dir), Weights.raw)
     z = torch.randn(1, model.cfg.z_dim, generator=torch.Generator().manual_seed(1)).expand(10, -1)
     with torch.no_grad():
         images = model.generate(z, torch.arange(10))

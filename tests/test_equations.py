@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 import helpers
 from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train_config
-from translate.cli.validate import validate
 from translate.image_pool import ImagePool
 from translate.losses import gradient_penalty
 from translate.models.base import Optimization, build_model
+from translate.settings.validate import validate_train
 
 
 class Recorder(Optimization):
@@ -352,7 +352,7 @@ def test_minimising_the_penalty_alone_drives_a_nonlinear_critics_gradient_norms_
 
 
 def _composed(*overrides: str):
-    return validate(helpers.compose_config("train", *overrides))
+    return validate_train(helpers.compose_config("train", *overrides))
 
 
 PAPER_OPTIM = (2e-4, 0.5, 0.999)

@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from PIL import Image
 
 from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
@@ -36,7 +36,7 @@ from translate.visuals import save_png, to_unit
 HAS_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
 needs_fidelity = pytest.mark.skipif(not HAS_FIDELITY, reason="KID comes from torch-fidelity (the [metrics] extra)")
 CPU = torch.device("cpu")
-BUNDLED = OmegaConf.structured(MNISTDataConfig(name="mnist_subset", bundled=True, download=False))
+BUNDLED = MNISTDataConfig(name="mnist_subset", bundled=True, download=False)
 CLASSES = 10
 
 
@@ -205,7 +205,7 @@ def test_cgan_translate_test_writes_its_scores(cgan_run, tmp_path):
     for name in ("fid_mnist_classifier", "tstr_accuracy"):
         assert metrics[name]["reference"] == "mnist_subset test split" and metrics[name]["num_real_images"] == 1000
     # Beside the score, the judge's accuracy on the reference digits (here 16 px ones, read at 32 px).
-    reference = reference_digits(OmegaConf.merge(BUNDLED, {"image_size": 16}), "test")
+    reference = reference_digits(replace(BUNDLED, image_size=16), "test")
     preds = DigitJudge(load_classifier(), CPU)(reference.images)[0]
     assert metrics["accuracy"]["real"] == pytest.approx(float((preds == reference.labels).float().mean()))
     # 6 digits of each class: the overall accuracy is the mean of the classes'
@@ -251,7 +251,7 @@ def test_hparams_table_holds_the_config_and_the_final_metrics(cgan_run):
 
 
 def test_unknown_best_metric_stops_before_training_with_the_metrics_there_are(tmp_path):
-    with pytest.raises(ConfigError, match=r"best_metric=val/PSNR is not a validation metric of this run; it has val/accuracy, "):
+    with pytest.raises(ConfigError, match=r"best_metric=val/PSNR is not a validation metric of model=cgan; it has val/accuracy, "):
         train(tmp_path, [*TINY, "logger=none", "trainer.best_metric=val/PSNR"])
     assert not (tmp_path / "checkpoints").exists()
 
@@ -445,7 +445,7 @@ def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, exp
     events = read_events(run_dir / "tb")
     assert {tag: len(events.Scalars(tag)) for tag in expected} == {tag: 2 for tag in expected}  # one per epoch
     # val_max_images caps each direction (5 val pairs; 4 valA and 5 valB images), not their sum.
-    assert {tag: n for tag, n in expected.items()} == {f"val/{k}": v["num_images"] for k, v in trainer._validation_metrics().items()}
+    assert {tag: n for tag, n in expected.items()} == {f"val/{k}": v["num_images"] for k, v in trainer.validate().items()}
     best = min(events.Scalars("val/FID_B"), key=lambda e: e.value)
     assert load_ckpt(run_dir / "checkpoints" / "best.pt")["best"]["value"] == pytest.approx(best.value, rel=1e-5)
 

@@ -17,6 +17,7 @@ from helpers import compose_config
 from translate.cli.export import main
 from translate.cli.exporting import export_generator
 from translate.cli.testing import load_trained
+from translate.config import ExportConfig, ExportFormat
 from translate.networks.generators import ResnetGenerator
 
 SIZE = 32
@@ -106,7 +107,7 @@ def test_a_reference_generator_file_exports_too(tmp_path):
     net = ResnetGenerator(3, 3, ngf=8, n_blocks=1).eval()
     torch.nn.init.normal_(net.model[1].bias)
     torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")
-    path = export_generator(tmp_path / "latest_net_G.pth", "torchscript", size=16)
+    path = export_generator(ExportConfig(checkpoint=str(tmp_path / "latest_net_G.pth"), format=ExportFormat.torchscript, size=16))
     assert path == tmp_path / "export" / "latest_net_G.torchscript.pt"
     x = torch.rand(1, 3, 20, 24) * 2 - 1
     with torch.no_grad():
@@ -115,7 +116,7 @@ def test_a_reference_generator_file_exports_too(tmp_path):
 
 def test_onnx_matches_the_eager_generator(pix2pix_run, tmp_path):
     onnx = pytest.importorskip("onnx")
-    path = export_generator(pix2pix_run, "onnx", output=tmp_path / "g.onnx")
+    path = export_generator(ExportConfig(run=str(pix2pix_run), format=ExportFormat.onnx, output=str(tmp_path / "g.onnx")))
     onnx.checker.check_model(onnx.load(str(path)))
     if importlib.util.find_spec("onnxruntime") is None:
         return
@@ -145,9 +146,9 @@ def test_onnx_without_the_onnx_package_says_what_to_install(pix2pix_run, tmp_pat
     [
         (["format=torchscript", "network=D"], "network=D is not a generator of this pix2pix run; choose one of: G"),
         (["format=torchscript", "size=40"], "size=40 does not fit this generator: image sides must be multiples of 32"),
-        (["format=tflite"], "format='tflite' is not known"),
+        (["format=tflite"], "format: Invalid value 'tflite', expected one of [torchscript, onnx]"),
         (["format=torchscript", "sizes=32"], "sizes=32: sizes is not a key of this config; did you mean size?"),
-        ([], "format: say format=torchscript or format=onnx"),
+        ([], "format is not set; add format=torchscript|onnx"),
     ],
     ids=["network", "size", "format", "unknown-key", "no-format"],
 )

@@ -38,11 +38,11 @@ def assert_finite(state: dict) -> None:
 @pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan"])
 def test_cuda_preset_trains_in_bf16_with_channels_last(model, tmp_path):
     trainer = train(tmp_path / "run", *overrides(model, tmp_path), "device=cuda", "trainer.max_steps=3")
-    assert trainer.device.type == "cuda" and trainer.opt.dtype == torch.bfloat16
+    assert trainer.device.type == "cuda" and trainer.stepper.dtype == torch.bfloat16
     convs = [m for m in trainer.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert convs and all(m.weight.is_cuda and m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     conv = next(m for m in convs if isinstance(m, torch.nn.Conv2d))
-    with trainer.opt.autocast():
+    with trainer.stepper.autocast():
         out = conv(torch.randn(2, conv.in_channels, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last))
     assert out.dtype == torch.bfloat16
     state = load_ckpt(tmp_path / "run" / "checkpoints" / "latest.pt")

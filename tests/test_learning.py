@@ -29,7 +29,7 @@ def validation_scores(trainer: Trainer) -> Dict[str, float]:
     """The run's validation metrics (what translate-test reports on the val split) for the model as it is now."""
     model = trainer.model.eval()
     try:
-        return {name: value["mean"] for name, value in trainer.validation(model, trainer.device, False).items()}
+        return {name: value["mean"] for name, value in trainer.run.validation(model, trainer.device).items()}
     finally:
         model.train()
 

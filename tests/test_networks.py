@@ -8,7 +8,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from translate.errors import ConfigError
-from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
+from translate.networks.configs import DiscriminatorConfig, GeneratorConfig, check_image_size, input_multiple
 from translate.networks.discriminators import (
     NLayerDiscriminator,
     PixelDiscriminator,
@@ -20,7 +20,6 @@ from translate.networks.generators import (
     UnetGenerator,
     UnetSkipConnectionBlock,
     build_generator,
-    check_image_size,
     generator_input_multiple,
 )
 
@@ -239,8 +238,8 @@ def test_check_image_size_accepts_fitting_sizes():
 
 
 def test_input_multiple_from_config_and_from_network():
-    assert generator_input_multiple(gen_cfg(arch="unet_128")) == 128
-    assert generator_input_multiple(gen_cfg(arch="resnet", n_blocks=2)) == 4
+    assert input_multiple(gen_cfg(arch="unet_128")) == 128
+    assert input_multiple(gen_cfg(arch="resnet", n_blocks=2)) == 4
     assert generator_input_multiple(UnetGenerator(3, 3, num_downs=6, ngf=2)) == 64
     assert generator_input_multiple(ResnetGenerator(3, 3, ngf=2, n_blocks=0)) == 4
 

@@ -36,10 +36,11 @@ from translate.cli.testing import load_trained, run_test
 from translate.errors import CheckpointError, ConfigError
 from translate.evaluation.image_metrics import l1
 from translate.hub.reference import load_reference_generator
+from translate.models.checkpoint import Checkpoint
 from translate.networks.configs import DiscriminatorConfig
 from translate.networks.discriminators import build_discriminator
 from translate.networks.generators import ResnetGenerator, UnetGenerator
-from translate.training.checkpoints import load_checkpoint
+from translate.settings.validate import validate_test
 
 SIZE = 32
 SIZES = [f"data.load_size={SIZE}", f"data.crop_size={SIZE}", "data.num_workers=0", "device=cpu"]
@@ -116,7 +117,7 @@ def test_unet_with_batch_norm_and_module_prefix_matches_eager_and_reports_paired
 
     sizes = ["data.load_size=64", "data.crop_size=64", "data.num_workers=0", "device=cpu"]
     cfg = compose_config("test", f"checkpoint={path}", "model=pix2pix", "data=aligned", f"data.root={tmp_path / 'pairs'}", *sizes)
-    out = run_test(cfg)
+    out = run_test(validate_test(cfg))
 
     assert out == tmp_path / "test_latest_net_G"
     assert_test_outputs(out, {stem: ("real_A", "fake_B", "real_B") for stem in pairs})
@@ -185,18 +186,18 @@ def cyclegan_run(tmp_path_factory) -> Path:
 def test_native_checkpoint_and_equivalent_reference_files_give_the_same_images(cyclegan_run, tmp_path):
     photos = write_folder(tmp_path / "photos", 2, SIZE, seed=5, prefix="p")
     data = ["data=single", f"data.root={tmp_path / 'photos'}", *SIZES]
-    state = load_checkpoint(cyclegan_run)
+    networks = Checkpoint.read(cyclegan_run).networks
     ref = {}
     for name in ("G_A", "G_B"):
         net = ResnetGenerator(3, 3, ngf=8, n_blocks=1)
-        net.load_state_dict(state["networks"][name])
-        ref[name] = save_state(with_stale_buffers(net, state["networks"][name]), tmp_path / "ref" / f"latest_net_{name}.pth")
+        net.load_state_dict(networks[name])
+        ref[name] = save_state(with_stale_buffers(net, networks[name]), tmp_path / "ref" / f"latest_net_{name}.pth")
 
     native_ab = translate_test(cyclegan_run, tmp_path / "native_ab", *data)
     native_ba = translate_test(cyclegan_run, tmp_path / "native_ba", *data, "data.direction=BtoA")
     # A reference file is the generator to apply, whatever its name: inputs are real_A, outputs fake_B.
-    file_a = run_test(compose_config("test", f"checkpoint={ref['G_A']}", *data))
-    file_b = run_test(compose_config("test", f"checkpoint={ref['G_B']}", "model=cyclegan", *data))
+    file_a = run_test(validate_test(compose_config("test", f"checkpoint={ref['G_A']}", *data)))
+    file_b = run_test(validate_test(compose_config("test", f"checkpoint={ref['G_B']}", "model=cyclegan", *data)))
 
     for stem in photos:
         for native, visual, from_file in ((native_ab, "fake_B", file_a), (native_ba, "fake_A", file_b)):
@@ -251,7 +252,7 @@ def test_a_file_that_does_not_fit_gives_one_line_naming_the_file_and_the_problem
 def test_translate_test_with_a_reference_file_needs_data(tmp_path):
     path = save_state(tiny_resnet().state_dict(), tmp_path / "latest_net_G.pth")
     with pytest.raises(ConfigError, match="data=single data.root="):
-        run_test(compose_config("test", f"checkpoint={path}", "device=cpu"))
+        run_test(validate_test(compose_config("test", f"checkpoint={path}", "device=cpu")))
 
 
 class Payload:
@@ -277,7 +278,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
     files[1].write_bytes(pickle.dumps({"model.1.weight": Payload(marker)}, protocol=2))
     files[2].write_bytes(pickle.dumps({"model.1.weight": Payload(marker)}, protocol=4))
     for path in files:
-        for load in (load_reference_generator, load_checkpoint):
+        for load in (load_reference_generator, Checkpoint.read):
             with pytest.raises(CheckpointError, match=str(path)):
                 load(path)
     with pytest.raises(CheckpointError, match="posix.mkdir"):
@@ -285,7 +286,9 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 
     (tmp_path / "photos").mkdir()
     with pytest.raises(CheckpointError, match="refusing to load"):
-        run_test(compose_config("test", f"checkpoint={files[0]}", "data=single", f"data.root={tmp_path / 'photos'}", "device=cpu"))
+        run_test(
+            validate_test(compose_config("test", f"checkpoint={files[0]}", "data=single", f"data.root={tmp_path / 'photos'}", "device=cpu"))
+        )
     assert not marker.exists()
 
 
@@ -298,7 +301,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
     ],
     ids=["random-bytes", "empty", "truncated"],
 )
-@pytest.mark.parametrize("load", [load_reference_generator, load_checkpoint], ids=["reference", "native"])
+@pytest.mark.parametrize("load", [load_reference_generator, Checkpoint.read], ids=["reference", "native"])
 def test_a_file_that_is_not_a_checkpoint_gives_a_checkpoint_error_naming_it(tmp_path, make, load):
     path = tmp_path / "latest_net_G.pth"
     make(path)

@@ -91,7 +91,7 @@ def test_compiled_channels_last_step_gives_the_eager_weights(tmp_path, unaligned
     assert all(net._compiled_call_impl is not None for net in fast[0].model.networks.values())
     assert_same_step(eager, fast)
     # The checkpoint holds the plain networks' keys, so that an eager run (or translate-test) can load it.
-    saved = helpers.load_ckpt(fast[0].save("latest.pt"))
+    saved = helpers.load_ckpt(fast[0].state.save("latest.pt"))
     assert {net: set(w) for net, w in saved["networks"].items()} == {
         net: {k.split(".", 1)[1] for k in eager[2] if k.startswith(f"{net}.")} for net in saved["networks"]
     }

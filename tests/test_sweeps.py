@@ -47,8 +47,8 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     rows = _summary(sweep)
     assert [(r["job"], r["status"]) for r in rows] == [("0", "failed"), ("1", "done")]
     assert "trainer.batch_size=64" in rows[0]["overrides"] and rows[0]["objective"] == ""
-    # job 1 stopped before its first validation: no objective yet
-    assert rows[1]["objective"] == "" and Path(rows[1]["run_dir"]) == sweep / "1"
+    # job 1 stopped at max_steps before the end of its first epoch: it validates once then, so it has an objective
+    assert math.isfinite(float(rows[1]["objective"])) and Path(rows[1]["run_dir"]) == sweep / "1"
     assert (sweep / "summary.md").read_text().startswith("| job | overrides | status | objective | run_dir |")
     assert "2 jobs, 1 failed" in proc.stdout
 
@@ -72,8 +72,8 @@ def test_optuna_sweep_returns_the_objective_and_writes_a_finite_best_value(tmp_p
         "hparams_search=cgan_optuna",
         *SWEEP,
         "hydra.sweeper.n_trials=3",
-        # the preset's search space, narrowed; the command-line form of hydra.sweeper.params works too
-        "hydra.sweeper.params.model.optim.lr=interval(1e-5,1e-3)",
+        # the preset's search space, narrowed on the command line (the sweeper reads it as the space)
+        "model.optim.lr=interval(1e-5,1e-3)",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
@@ -85,6 +85,44 @@ def test_optuna_sweep_returns_the_objective_and_writes_a_finite_best_value(tmp_p
     # Optuna minimised what the runs returned: the best value is the smallest objective in the table
     assert math.isfinite(results.best_value) and results.best_value == pytest.approx(min(objectives))
     assert set(results.best_params) >= {"model.optim.lr", "model.gan_mode", "model.optim.beta1"}
+    assert 1e-5 <= results.best_params["model.optim.lr"] <= 1e-3
+
+
+def test_an_optuna_sweep_survives_a_refused_and_a_diverged_trial(tmp_path):
+    """Trials that are refused at the start (a negative learning rate) or diverge (a non-finite loss) are
+    recorded as failed, and the sweep goes on to its n_trials; a trial that stops at max_steps before its
+    first validation validates at the end, so Optuna gets its objective."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "translate-train",
+        "-m",
+        "hydra/sweeper=optuna",
+        # optuna 2.10's random sampler draws -1, 2e-4, 1e30 from this seed: each kind of trial once
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=2",
+        "hydra.sweeper.n_trials=3",
+        *COMMON,
+        *CGAN,
+        "trainer.n_epochs=1",
+        "trainer.n_epochs_decay=0",
+        "trainer.max_steps=2",
+        "trainer.val_every_n_epochs=1",
+        "trainer.val_max_images=10",
+        "model.optim.lr=choice(2e-4,1e30,-1)",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    text = proc.stdout + proc.stderr
+    # a failed job makes the exit status 1; the sweep itself ran to its end
+    assert proc.returncode == 1 and "Traceback" not in text, text[-3000:]
+    rows = {re.search(r"model\.optim\.lr=(\S+)", r["overrides"]).group(1): r for r in _summary(sweep)}
+    assert rows.keys() == {"-1", "0.0002", "1e+30"}, rows
+    assert (rows["-1"]["status"], rows["1e+30"]["status"], rows["0.0002"]["status"]) == ("failed", "failed", "done")
+    assert "model.optim.lr=-1.0 must be > 0" in (Path(rows["-1"]["run_dir"]) / "error.txt").read_text()
+    assert "non-finite loss" in (Path(rows["1e+30"]["run_dir"]) / "error.txt").read_text()
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(float(rows["0.0002"]["objective"])) and math.isfinite(results.best_value)
+    assert results.best_params == {"model.optim.lr": 2e-4}
 
 
 def test_an_optuna_direction_against_the_objective_is_refused_before_any_trial(tmp_path):

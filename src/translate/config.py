@@ -1,16 +1,27 @@
-"""The shared config vocabulary: the enums and the schemas of the groups every run shares (trainer,
-device, logger, paths, metrics). Imports no torch and no component.
+"""The shared config vocabulary: the enums, the schemas of the groups every run shares (trainer, device,
+logger, paths, metrics), and the whole configs of translate-test and translate-export. Imports no torch
+and no component.
 
 Hydra composes YAML; these dataclasses and the component schemas beside their code
-(``translate.networks.configs``, ``translate.data.configs``, ``translate.models.configs``) decide what a
-valid composition is (see ``translate.cli.validate``).
+(``translate.networks.configs``, ``translate.data.configs``, ``translate.models.configs``) say what a valid
+composition is, and :mod:`translate.settings.validate` turns one into typed objects, checking every range and
+cross-key rule on the way. The training config, whose model and data sections are typed by the registries
+above this layer, is :class:`translate.settings.schema.TrainConfig`.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, Type, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from translate.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class Choice(str, Enum):
@@ -71,6 +82,27 @@ class LrPolicy(Choice):
     constant = "constant"
 
 
+class EvalMode(Choice):
+    """How translate-test runs a generator: ``eval`` (model.eval()) or ``paper`` (dropout and batch
+    statistics on, one image at a time, as the pix2pix paper and the reference's test.py test)."""
+
+    eval = "eval"
+    paper = "paper"
+
+
+class Weights(Choice):
+    """Which generator weights a trained run gives: ``ema`` (the moving average when the run kept one, else
+    the raw weights) or ``raw``."""
+
+    ema = "ema"
+    raw = "raw"
+
+
+class ExportFormat(Choice):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
 @dataclass
 class TrainerConfig:
     """The papers' schedule (pix2pix, CycleGAN): batch 1, 100 epochs at constant lr, 100 of linear decay."""
@@ -102,6 +134,25 @@ class TrainerConfig:
     # A non-finite loss stops training; up to this many such steps are skipped (their updates left out) instead.
     skip_nonfinite: int = 0
     progress_bar: bool = True
+
+    def check(self, where: str = "trainer") -> None:
+        for key in ("batch_size", "d_steps_per_g_step", "log_every_n_steps", "image_every_n_steps", "save_every_n_epochs"):
+            at_least(getattr(self, key), 1, f"{where}.{key}", "5 is the WGAN paper's" if key == "d_steps_per_g_step" else "")
+        at_least(self.n_epochs, 0, f"{where}.n_epochs")
+        at_least(self.n_epochs_decay, 0, f"{where}.n_epochs_decay")
+        require(
+            self.n_epochs + self.n_epochs_decay >= 1,
+            f"{where}.n_epochs",
+            self.n_epochs,
+            f"with {where}.n_epochs_decay={self.n_epochs_decay}: train at least one epoch",
+        )
+        at_least(self.max_steps, 1, f"{where}.max_steps", optional=True)
+        at_least(self.val_every_n_epochs, 1, f"{where}.val_every_n_epochs", "null turns validation off", optional=True)
+        at_least(self.val_max_images, 1, f"{where}.val_max_images", optional=True)
+        at_least(self.keep_last_n, 0, f"{where}.keep_last_n", "null keeps every epoch_<n>.pt", optional=True)
+        at_least(self.skip_nonfinite, 0, f"{where}.skip_nonfinite")
+        at_least(self.lr_decay_epochs, 1, f"{where}.lr_decay_epochs")
+        require(self.lr_decay_gamma > 0, f"{where}.lr_decay_gamma", self.lr_decay_gamma, "must be > 0, e.g. 0.1")
 
 
 @dataclass
@@ -151,26 +202,137 @@ class ValMetricsConfig:
     inception_weights: Optional[str] = None
     kid_subset_size: int = 1000
 
+    def check(self, where: str = "metrics") -> None:
+        require(self.fid in (True, False, "auto"), f"{where}.fid", self.fid, "is not known; use auto, true or false")
+        at_least(self.kid_subset_size, 2, f"{where}.kid_subset_size")
+
 
 @dataclass
-class TrainConfig:
-    """translate-train's composed config: one group per concern (conf/train.yaml lists them)."""
+class TestMetricsConfig(ValMetricsConfig):
+    """What translate-test's metrics.json holds beyond the per-image metrics (conf/test.yaml explains each)."""
 
+    fid: Any = "auto"
+    # cGAN: digits generated per class for its scores (0: none; grid and samples only).
+    cgan_per_class: int = 1000
+    # cGAN: the judge: null (the classifier shipped in the package), a model=classifier run, or a weights file.
+    classifier: Optional[str] = None
+    # cGAN: steps (batch 128) of the TSTR classifier trained on the generated digits only (0: no TSTR).
+    tstr_steps: int = 500
+
+    def check(self, where: str = "metrics") -> None:
+        super().check(where)
+        at_least(self.cgan_per_class, 0, f"{where}.cgan_per_class", "0 writes the grid and samples without scores")
+        at_least(self.tstr_steps, 0, f"{where}.tstr_steps", "0 turns TSTR off")
+
+
+@dataclass
+class TestConfig:
+    """translate-test's config (conf/test.yaml): which run or file to test, on what, and what to write."""
+
+    # The run directory to test (holds config.yaml and checkpoints/).
+    run: Optional[str] = None
+    # A checkpoint file (default: <run>/checkpoints/latest.pt), or a reference generator file.
+    checkpoint: Optional[str] = None
+    # Where outputs go; null: <run>/test_<checkpoint name>/.
+    output_dir: Optional[str] = None
+    # Cap on the number of test inputs of each direction (null: the whole split).
+    num_test: Optional[int] = None
+    split: str = "test"
+    batch_size: int = 8
+    # cGAN: samples written per class, and the noise seed.
+    n_per_class: int = 10
     seed: int = 0
-    # Free-form label for the run; shows in the saved config.
-    name: Optional[str] = None
-    # Continue a run: its directory (uses checkpoints/latest.pt) or a checkpoint file.
-    resume: Optional[str] = None
-    # What translate-train returns to a sweeper (Optuna): the last value of this metric (val/<metric> or
-    # train/<loss>); null: the best value of trainer.best_metric when that is set, else the model's default
-    # (pix2pix val/L1, CycleGAN val/cycle_L1_A, cGAN val/fid_mnist_classifier, classifier train/loss_C/ce).
-    objective: Optional[str] = None
-    # max or min; null: the metric's usual direction. The sweeper's hydra.sweeper.direction must agree.
-    objective_mode: Optional[BestMode] = None
-    model: Any = None
-    data: Any = None
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval_mode: EvalMode = EvalMode.eval
+    weights: Weights = Weights.ema
+    metrics: TestMetricsConfig = field(default_factory=TestMetricsConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    metrics: ValMetricsConfig = field(default_factory=ValMetricsConfig)
+    # data=<kind or preset> replaces the run's dataset; model= is read only for a reference generator file.
+    # Both stay raw here: translate.settings.validate types them against the registries.
+    data: Any = None
+    model: Any = None
+    # Composed when model= picks its own schedule (conf/model/cgan.yaml); testing does not read it.
+    trainer: Any = None
+
+    def check(self) -> None:
+        if not self.run and not self.checkpoint:
+            raise ConfigError("run: say which run to test, e.g. translate-test run=outputs/cgan/mnist/<timestamp>")
+        at_least(self.batch_size, 1, "batch_size")
+        at_least(self.num_test, 1, "num_test", "null tests the whole split", optional=True)
+        at_least(self.n_per_class, 0, "n_per_class")
+        self.metrics.check()
+
+
+@dataclass
+class ExportConfig:
+    """translate-export's config (conf/export.yaml)."""
+
+    run: Optional[str] = None
+    checkpoint: Optional[str] = None
+    format: ExportFormat = MISSING  # type: ignore[assignment]
+    # G (pix2pix, cGAN), G_A or G_B (CycleGAN); null: the run's first generator.
+    network: Optional[str] = None
+    output: Optional[str] = None
+    # Side of the example image the generator is traced on; null: the run's crop size, else 256.
+    size: Optional[int] = None
+    weights: Weights = Weights.ema
+
+    def check(self) -> None:
+        if not self.run and not self.checkpoint:
+            raise ConfigError("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
+        at_least(self.size, 1, "size", optional=True)
+
+
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """Raise ConfigError ``<key>=<value> <rule>`` unless ``ok``: the one form of every range check."""
+    if not ok:
+        raise ConfigError(f"{key}={value} {rule}")
+
+
+def at_least(value: Optional[float], low: float, key: str, rule: str = "", optional: bool = False) -> None:
+    """``value >= low`` (or None when ``optional``), else ConfigError naming ``key``; ``rule`` adds advice."""
+    if optional and value is None:
+        return
+    nullable = " (or null)" if optional else ""
+    require(value is not None and value >= low, key, value, f"must be >= {low:g}{nullable}{'; ' + rule if rule else ''}")
+
+
+def plain(node: Any) -> Any:
+    """``node`` (a DictConfig, a dataclass instance, or plain containers) as plain containers, enums as their
+    strings. A composed node keeps the schema type of the config it came from; as plain values it is checked
+    key by key against whichever schema it is merged into."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    if hasattr(node, "__dataclass_fields__"):
+        return OmegaConf.to_container(OmegaConf.structured(node), resolve=True, enum_to_str=True)
+    if isinstance(node, dict):
+        return {k: plain(v) for k, v in node.items()}
+    return node
+
+
+def _choices(schema: Any, key: str) -> str:
+    """``a|b|c`` when ``key`` (dotted, under the dataclass ``schema``) is an enum field, else ""."""
+    kind: Any = schema
+    for part in key.split("."):
+        hints = typing.get_type_hints(kind) if hasattr(kind, "__dataclass_fields__") else {}
+        kind = hints.get(part)
+    return "|".join(member.value for member in kind) if isinstance(kind, type) and issubclass(kind, Enum) else ""
+
+
+def to_typed(schema: Type[T], node: Any, where: str = "", base: Optional[DictConfig] = None) -> T:
+    """``node`` merged into ``schema`` (a dataclass) and returned as an instance of it, every value converted
+    and checked by its type; a key the schema lacks, a value of the wrong type or a missing mandatory value
+    raises ConfigError naming the full key (``where`` is the prefix of ``node``'s keys, e.g. ``model``).
+    ``base``: the structured node to merge into, when some of its sections are of subclasses of the
+    schema's types (a model's own schema in TrainConfig's ``model``)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema) if base is None else base, plain(node) if node is not None else {})
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except MissingMandatoryValue as err:
+        key = ".".join(k for k in (where, str(err.full_key or "")) if k)
+        choices = _choices(schema, str(err.full_key or ""))
+        raise ConfigError(f"{key} is not set; add {key}={choices or '<value>'} (--cfg job shows every key)") from None
+    except OmegaConfBaseException as err:
+        key = ".".join(k for k in (where, str(getattr(err, "full_key", "") or "")) if k)
+        message = str(getattr(err, "msg", err)).splitlines()[0]
+        raise ConfigError(f"{key}: {message}") from None

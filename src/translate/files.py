@@ -1,25 +1,19 @@
-"""The files translate reads and writes: atomic writes, weights-only loads, and the checkpoint format.
-
-A checkpoint holds only tensors, numbers, strings and plain containers, so it loads with
-``torch.load(weights_only=True)``: opening one never executes code from the file.
-"""
+"""How translate writes and reads its files: atomic writes, and weights-only loads that never execute code
+from a file. The checkpoint format itself is ``translate.models.checkpoint``'s."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Iterator, Union
 
 import torch
 
 from translate.errors import CheckpointError
-
-FORMAT = "translate-checkpoint"
-# 2: depth keys (num_downs, n_blocks, n_layers) are null unless set, and a set one wins over the arch preset.
-VERSION = 2
 
 
 def atomic_write(path: Union[str, Path], write: Any) -> None:
@@ -37,6 +31,21 @@ def atomic_write(path: Union[str, Path], write: Any) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def folders_removed_on_failure(folder: Union[str, Path]) -> Iterator[None]:
+    """The folders on the way to ``folder`` that do not exist yet and that the block creates are removed
+    again, if they are still empty, when the block fails: a failed download leaves no empty ``data/``."""
+    folder = Path(folder).absolute()
+    new = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:  # deepest first
+            with contextlib.suppress(OSError):  # not empty (a resumable .part), or never made
+                path.rmdir()
         raise
 
 
@@ -77,8 +86,3 @@ def read_weights(path: Union[str, Path]) -> Any:
         detail = next((line.strip() for line in text.splitlines() if "Unsupported" in line), "")
         detail = detail or (text.strip().splitlines()[0] if text.strip() else type(err).__name__)
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {detail}") from None
-
-
-def is_translate_checkpoint(obj: Any) -> bool:
-    """Whether ``obj`` (what :func:`read_weights` returned) is one of translate's own checkpoints."""
-    return isinstance(obj, Mapping) and obj.get("format") == FORMAT

@@ -1,84 +1,147 @@
-"""Adversarial losses shared by every model, and the WGAN-GP gradient penalty."""
+"""The adversarial game every GAN here plays, one object per GAN mode (``model.gan_mode``).
+
+:class:`AdversarialLoss` owns everything that differs between the modes: the discriminator's loss on its
+outputs for real and generated images, with the WGAN-GP gradient penalty added where the mode has one; the
+constraint after the discriminator's update (WGAN's weight clipping); the generator's loss; and the checks
+of settings a mode cannot train with. Models call it and never branch on the mode.
+
+- ``vanilla``: binary cross-entropy with logits (the original GAN, as in pix2pix and the cGAN); the
+  generator's loss is the non-saturating -log D(G(z)).
+- ``lsgan``: mean squared error to the targets 1 and 0 (CycleGAN's default).
+- ``wgangp``: the critic minimises E[D(fake)] - E[D(real)] + lambda_gp * GP (Gulrajani et al. 2017).
+- ``wgan``: the same critic loss; the critic's weights are clipped to [-clip_value, clip_value] after each
+  update instead of the penalty (Arjovsky et al. 2017).
+- ``hinge``: D: E[relu(1 - D(real))] + E[relu(1 + D(fake))]; G: -E[D(fake)].
+
+``label_smoothing`` is one-sided (Salimans et al. 2016): the discriminator's target for real images is
+``1 - label_smoothing`` in ``vanilla`` and ``lsgan``; fake targets and the generator's targets stay exact.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge", "wgan")
+from translate.config import GanMode
+from translate.errors import ConfigError
+
+#: A critic as the penalty sees it: images in, logits out (a condition, if any, bound inside).
+Critic = Callable[[torch.Tensor], torch.Tensor]
 
 
-class GANLoss(nn.Module):
-    """Adversarial loss on raw discriminator outputs (logits; no sigmoid in any network).
+def check_gan_mode(mode: GanMode, critic_norm: str, compile: bool, where: str = "model") -> None:
+    """Refuse settings that ``mode`` cannot train with, naming the keys and what would work.
 
-    - ``vanilla``: binary cross-entropy with logits (the original GAN, as in pix2pix and the cGAN).
-    - ``lsgan``: mean squared error to the targets (CycleGAN's default).
-    - ``wgangp``: -mean for real, +mean for fake (pair it with :func:`gradient_penalty`).
-    - ``wgan``: the same critic loss (Arjovsky et al. 2017), its Lipschitz bound kept by clipping the
-      critic's weights after each update instead (see ``translate.models.base.clip_weights``).
-    - ``hinge``: D: relu(1 - real) + relu(1 + fake); G: -mean(fake).
+    WGAN-GP penalises the gradient of the critic at each interpolate separately: batch norm mixes the samples
+    of a batch, so that per-sample gradient is not the one the penalty is defined on. And the penalty is
+    differentiated again in the backward pass, which compiled graphs (aot_autograd) cannot do.
+    """
+    if mode != GanMode.wgangp:
+        return
+    if str(critic_norm) == "batch":
+        raise ConfigError(
+            f"{where}.gan_mode=wgangp with {where}.discriminator.norm=batch: batch norm breaks the per-sample gradient "
+            f"penalty; set {where}.discriminator.norm=instance (or none)"
+        )
+    if compile:
+        raise ConfigError(
+            f"device.compile=true with {where}.gan_mode=wgangp: torch.compile cannot take the gradient penalty's "
+            "second derivative; set device.compile=false (or another model.gan_mode)"
+        )
 
-    ``label_smoothing`` is one-sided (Salimans et al. 2016): the discriminator's target for real
-    images is ``1 - label_smoothing``; fake targets and the generator's targets stay exact.
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0) -> torch.Tensor:
+    """WGAN-GP penalty ``weight * E[(||grad_x critic(x)||_2 - 1)^2]`` on random interpolates ``x`` of
+    ``real`` and ``fake`` ([N, C, H, W]), one mixing weight per sample."""
+    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = critic(mixed).float()
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return weight * ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+class AdversarialLoss(nn.Module):
+    """One GAN mode's losses on raw discriminator outputs (logits: no network here ends in a sigmoid).
+
+    Args:
+        mode: the GAN mode (see the module docstring).
+        label_smoothing: one-sided smoothing of the real target, in [0, 1).
+        lambda_gp: weight of the WGAN-GP penalty (``wgangp``).
+        clip_value: the bound of the critic's weights after each update (``wgan``).
+
+    Predictions may have any shape (``[N]`` for the cGAN, ``[N, 1, H', W']`` patch logits for a PatchGAN);
+    every loss is a mean over all of their elements.
     """
 
-    def __init__(self, gan_mode: str = "vanilla", label_smoothing: float = 0.0) -> None:
+    def __init__(self, mode: GanMode = GanMode.vanilla, label_smoothing: float = 0.0, lambda_gp: float = 10.0, clip_value: float = 0.01):
         super().__init__()
-        gan_mode = str(gan_mode)
-        if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode={gan_mode!r} is not supported; use one of {', '.join(GAN_MODES)}")
+        self.mode = GanMode(mode)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
-        self.gan_mode = gan_mode
         self.label_smoothing = label_smoothing
+        self.lambda_gp = lambda_gp
+        self.clip_value = clip_value
 
-    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
-        """Loss of ``prediction`` (any shape, e.g. [N, 1, H', W'] patch logits) against real/fake."""
+    def _term(self, prediction: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
         prediction = prediction.float()
-        if self.gan_mode in ("vanilla", "lsgan"):
-            target = 1.0 - self.label_smoothing if (target_is_real and for_discriminator) else float(target_is_real)
-            target_tensor = torch.full_like(prediction, target)
-            if self.gan_mode == "vanilla":
-                return F.binary_cross_entropy_with_logits(prediction, target_tensor)
-            return F.mse_loss(prediction, target_tensor)
-        if self.gan_mode == "hinge" and for_discriminator:
-            return F.relu(1.0 - prediction).mean() if target_is_real else F.relu(1.0 + prediction).mean()
-        return -prediction.mean() if target_is_real else prediction.mean()
+        if self.mode in (GanMode.vanilla, GanMode.lsgan):
+            target = 1.0 - self.label_smoothing if (real and for_discriminator) else float(real)
+            targets = torch.full_like(prediction, target)
+            if self.mode == GanMode.vanilla:
+                return F.binary_cross_entropy_with_logits(prediction, targets)
+            return F.mse_loss(prediction, targets)
+        if self.mode == GanMode.hinge and for_discriminator:
+            return F.relu(1.0 - prediction).mean() if real else F.relu(1.0 + prediction).mean()
+        return -prediction.mean() if real else prediction.mean()
 
-    def score(self, prediction: torch.Tensor) -> torch.Tensor:
-        """Mean discriminator output as a readable number: a probability for ``vanilla``
-        (the D(x) and D(G(z)) GAN tutorials print), the raw mean otherwise."""
-        prediction = prediction.detach().float()
-        return torch.sigmoid(prediction).mean() if self.gan_mode == "vanilla" else prediction.mean()
+    def discriminator_loss(
+        self,
+        pred_real: torch.Tensor,
+        pred_fake: torch.Tensor,
+        critic: Optional[Critic] = None,
+        real: Optional[torch.Tensor] = None,
+        fake: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The discriminator's loss on its outputs for real and generated images, and what it logs (its two
+        terms and its mean outputs, see :meth:`score`).
 
-    def report(
-        self, pred_real: torch.Tensor, pred_fake: torch.Tensor, loss_real: torch.Tensor, loss_fake: torch.Tensor
-    ) -> Dict[str, torch.Tensor]:
-        """What a discriminator update logs: its two loss terms and its mean outputs (see :meth:`score`)."""
-        return {
+        ``critic``, ``real`` and ``fake``: the discriminator as the penalty differentiates it and the images it
+        interpolates between; a model always passes them, and modes without a penalty leave them unused.
+        """
+        loss_real = self._term(pred_real, True, for_discriminator=True)
+        loss_fake = self._term(pred_fake, False, for_discriminator=True)
+        loss = loss_real + loss_fake
+        if self.mode == GanMode.wgangp:
+            if critic is None or real is None or fake is None:
+                raise ValueError("gan_mode=wgangp needs the critic and the real and fake images for its gradient penalty")
+            loss = loss + gradient_penalty(critic, real, fake, self.lambda_gp)
+        report = {
             "loss_D/real": loss_real.detach(),
             "loss_D/fake": loss_fake.detach(),
             "D_real": self.score(pred_real),
             "D_fake": self.score(pred_fake),
         }
+        return loss, report
 
+    def generator_loss(self, pred_fake: torch.Tensor) -> torch.Tensor:
+        """The generator's loss on the discriminator's outputs for its images."""
+        return self._term(pred_fake, True, for_discriminator=False)
 
-def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    weight: float = 10.0,
-    condition: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """WGAN-GP penalty ``weight * E[(||grad_x critic(x)||_2 - 1)^2]`` on random interpolates of
-    ``real`` and ``fake`` ([N, C, H, W]). ``condition``, if given, is concatenated to the interpolate
-    along channels and held fixed (pix2pix's conditional critic)."""
-    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
-    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    inputs = mixed if condition is None else torch.cat([condition.detach(), mixed], dim=1)
-    out = critic(inputs).float()
-    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
-    return weight * ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+    @torch.no_grad()
+    def after_discriminator_step(self, critics: Iterable[nn.Module]) -> None:
+        """What the mode does to the discriminators after their update: ``wgan`` clips every weight of
+        ``critics`` to [-clip_value, clip_value] (its Lipschitz constraint); the others nothing."""
+        if self.mode != GanMode.wgan:
+            return
+        for net in critics:
+            for p in net.parameters():
+                p.clamp_(-self.clip_value, self.clip_value)
+
+    def score(self, prediction: torch.Tensor) -> torch.Tensor:
+        """Mean discriminator output as a readable number: a probability for ``vanilla`` (the D(x) and
+        D(G(z)) of GAN tutorials), the raw mean otherwise."""
+        prediction = prediction.detach().float()
+        return torch.sigmoid(prediction).mean() if self.mode == GanMode.vanilla else prediction.mean()

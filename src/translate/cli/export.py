@@ -4,56 +4,28 @@
 from __future__ import annotations
 
 import sys
-import warnings
-from dataclasses import dataclass
 from typing import List, Optional
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from translate.cli.app import config_dir, fail
-from translate.cli.overrides import check_overrides
-from translate.errors import ConfigError, TranslateError
+from translate.cli.app import check_torch_pair, config_dir, fail, register_schemas, runs_nothing
+from translate.cli.compose import check_command_line
+from translate.errors import TranslateError
 
-
-@dataclass
-class ExportConfig:
-    run: Optional[str] = None
-    checkpoint: Optional[str] = None
-    format: Optional[str] = None
-    network: Optional[str] = None
-    output: Optional[str] = None
-    size: Optional[int] = None
-    weights: str = "ema"
-
-
-def _typed(cfg: DictConfig) -> DictConfig:
-    try:
-        typed = OmegaConf.merge(OmegaConf.structured(ExportConfig), cfg)
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"{err.full_key}={err.value!r}: {str(err.msg).splitlines()[0]}") from None
-    if typed.format is None:
-        raise ConfigError("format: say format=torchscript or format=onnx")
-    if not typed.run and not typed.checkpoint:
-        raise ConfigError("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
-    return typed
+APP = "translate-export"
 
 
 def _export_task(cfg: DictConfig) -> None:
-    # Imported here so that --help, --cfg and Hydra's own errors answer without loading torch.
+    # Imported here so that --help, --cfg and the command-line checks answer without loading torch.
     from translate.cli.exporting import export_generator
+    from translate.settings.validate import validate_export
 
     try:
-        typed = _typed(cfg)
-        with warnings.catch_warnings():
-            # torch.jit and the TorchScript-based ONNX exporter announce their deprecation on every use.
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            out = export_generator(typed.checkpoint or typed.run, typed.format, typed.network, typed.output, typed.size, typed.weights)
+        out = export_generator(validate_export(cfg))
     except TranslateError as err:
-        fail("translate-export", err)
-    print(f"translate-export: wrote {out}")
+        fail(APP, err)
+    print(f"{APP}: wrote {out}")
 
 
 _export_main = hydra.main(config_path=config_dir(), config_name="export", version_base="1.3")(_export_task)
@@ -63,8 +35,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     """``translate-export key=value ...``; ``argv`` replaces the command line's arguments (for callers in Python)."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    register_schemas()
     try:
-        check_overrides("export", sys.argv[1:])
+        check_command_line("export", sys.argv[1:])
     except TranslateError as err:
-        fail("translate-export", err)
+        fail(APP, err)
+    if not runs_nothing(sys.argv[1:]):
+        check_torch_pair(APP)
     _export_main()

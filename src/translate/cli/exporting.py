@@ -27,23 +27,25 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
 
-from translate.cli.testing import build_trained
+from translate.config import ExportConfig, ExportFormat, Weights
 from translate.errors import ConfigError, ExportError
-from translate.files import atomic_write, is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.files import atomic_write, read_weights, resolve_checkpoint
 from translate.hub.reference import generator_from_weights
+from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+SUFFIXES = {ExportFormat.torchscript: ".torchscript.pt", ExportFormat.onnx: ".onnx"}
 ONNX_OPSET = 17
 DEFAULT_SIZE = 256
 
 
-def load_generator(path: PathLike, network: Optional[str] = None, weights: str = "ema") -> Tuple[nn.Module, str, Path, Optional[int]]:
+def load_generator(
+    path: PathLike, network: Optional[str] = None, weights: Weights = Weights.ema
+) -> Tuple[nn.Module, str, Path, Optional[int]]:
     """The generator to export from ``path`` (a run directory, one of its checkpoints, or a reference
     generator file), in eval mode on the CPU.
 
@@ -53,22 +55,20 @@ def load_generator(path: PathLike, network: Optional[str] = None, weights: str =
     """
     path = resolve_checkpoint(path)
     state = read_weights(path)
-    if not is_translate_checkpoint(state):
+    if not is_checkpoint(state):
         if network is not None:
             raise ConfigError(f"network={network}: {path} is a reference file holding a single generator; leave network= out")
         net = generator_from_weights(state, path)[0]
         return net.eval(), path.stem, path.parent / "export", None
-    run_cfg = OmegaConf.create(state["config"])
-    run_cfg.resume = None
-    model, typed = build_trained(state, path, run_cfg, weights)
+    ckpt = Checkpoint.from_state(state, path)
+    model = trained_model(ckpt, weights, path)
     generators = list(model.generators)
     if not generators:
-        raise ConfigError(f"a {typed.model.name} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
+        raise ConfigError(f"a {ckpt.model} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
     name = network or generators[0]
     if name not in generators:
-        raise ConfigError(f"network={name} is not a generator of this {typed.model.name} run; choose one of: {', '.join(generators)}")
-    size = typed.data.get("crop_size")
-    return model.networks[name].eval(), f"{name}_{path.stem}", path.parent.parent / "export", size
+        raise ConfigError(f"network={name} is not a generator of this {ckpt.model} run; choose one of: {', '.join(generators)}")
+    return model.networks[name].eval(), f"{name}_{path.stem}", path.parent.parent / "export", model.info.image_size
 
 
 def example_inputs(net: nn.Module, size: int) -> Tuple[Tuple[torch.Tensor, ...], List[str], Dict[str, Dict[int, str]]]:
@@ -118,28 +118,19 @@ def write_onnx(net: nn.Module, example: Tuple[torch.Tensor, ...], names: List[st
     atomic_write(output, write)
 
 
-def export_generator(
-    source: PathLike,
-    fmt: str,
-    network: Optional[str] = None,
-    output: Optional[PathLike] = None,
-    size: Optional[int] = None,
-    weights: str = "ema",
-) -> Path:
-    """Export the generator of ``source`` (run directory, checkpoint or reference file) as ``fmt``
-    (``torchscript`` or ``onnx``) to ``output``, atomically; returns the path written.
+def export_generator(cfg: ExportConfig) -> Path:
+    """Export the generator of ``cfg.run`` / ``cfg.checkpoint`` (a run directory, a checkpoint or a reference
+    file) as ``cfg.format`` to ``cfg.output``, atomically; returns the path written.
 
-    ``size``: the side of the example image it is traced on (default: the run's crop size, else 256);
-    ``weights``: ema (the run's moving average of its generators, when it kept one) or raw.
+    ``cfg.size``: the side of the example image it is traced on (default: the run's crop size, else 256);
+    ``cfg.weights``: ema (the run's moving average of its generators, when it kept one) or raw.
     """
-    if fmt not in SUFFIXES:
-        raise ConfigError(f"format={fmt!r} is not known; choose one of: {', '.join(SUFFIXES)}")
-    if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
+    if cfg.format == ExportFormat.onnx and importlib.util.find_spec("onnx") is None:
         raise ExportError('format=onnx needs the onnx package: pip install "translate[export]"')
-    net, name, folder, trained_size = load_generator(source, network, weights)
-    example, names, axes = example_inputs(net, size if size is not None else trained_size or DEFAULT_SIZE)
-    path = Path(output) if output else folder / f"{name}{SUFFIXES[fmt]}"
-    if fmt == "torchscript":
+    net, name, folder, trained_size = load_generator(cfg.checkpoint or cfg.run or "", cfg.network, cfg.weights)
+    example, names, axes = example_inputs(net, cfg.size if cfg.size is not None else trained_size or DEFAULT_SIZE)
+    path = Path(cfg.output) if cfg.output else folder / f"{name}{SUFFIXES[cfg.format]}"
+    if cfg.format == ExportFormat.torchscript:
         write_torchscript(net, example, path)
     else:
         write_onnx(net, example, names, axes, path)

@@ -1,6 +1,7 @@
-"""What ``translate-train -m`` adds to a run: a job that fails is recorded and the sweep goes on, a summary
-table of every job at the end, the objective a sweeper (Optuna) optimises, and the cluster side of a job
-(a requeued job resumes its own run directory; SLURM's time-limit warning stops it cleanly).
+"""What ``translate-train -m`` adds to a run: a job that fails, diverges or never logs its objective is
+recorded as failed and the sweep goes on, a summary table of every job at the end, the objective a sweeper
+(Optuna) optimises, and the cluster side of a job (a requeued job resumes its own run directory; SLURM's
+time-limit warning stops it cleanly).
 
 Each job writes ``job.json`` (and, when it failed, ``error.txt``) into its own directory; :class:`SweepSummary`,
 a Hydra callback (conf/hydra/default.yaml), reads them back when the sweep ends, so jobs that ran in other
@@ -23,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from translate.errors import ConfigError, TranslateError
 
@@ -36,21 +37,11 @@ SUMMARY_COLUMNS = ("job", "overrides", "status", "objective", "run_dir")
 failed_jobs: List[int] = []
 
 
-_SWEEPER_PARAMS = "hydra.sweeper.params."
-
-
-def sweeper_params_argv(args: List[str]) -> List[str]:
-    """``hydra.sweeper.params.<key>=<range>`` given on the command line as ``<key>=<range>``: Hydra refuses
-    sweep syntax (``interval(...)``, ``choice(...)``) in its own keys there, and the Optuna sweeper reads
-    both forms as the same search space."""
-    return [a[len(_SWEEPER_PARAMS) :] if a.startswith(_SWEEPER_PARAMS) else a for a in args]
-
-
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _record(run_dir: Path, status: str, objective: float, error: Optional[str] = None) -> None:
+def _record(run_dir: Path, status: str, objective: Optional[float], error: Optional[str] = None) -> None:
     if os.environ.get("RANK", "0") != "0":  # a job over several processes: rank 0 reports it
         return
     hydra = HydraConfig.get()
@@ -58,7 +49,7 @@ def _record(run_dir: Path, status: str, objective: float, error: Optional[str] =
         "job": int(hydra.job.num),
         "overrides": " ".join(hydra.overrides.task),
         "status": status,
-        "objective": None if math.isnan(objective) else objective,
+        "objective": objective,
         "run_dir": str(run_dir),
         "error": error,
     }
@@ -66,20 +57,26 @@ def _record(run_dir: Path, status: str, objective: float, error: Optional[str] =
     (run_dir / JOB_FILE).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def run_job(train: Callable[[], float], run_dir: Path) -> float:
-    """One job of a sweep: ``train()``'s objective, or, when it fails (a refused setting, a non-finite loss,
-    a crash), NaN after writing the error to ``<job dir>/error.txt`` and reporting it in one line, so that
-    the sweep goes on. Optuna records a NaN as a failed trial: it counts neither as good nor as bad, and the
-    sampler leaves it out of its model."""
+def run_job(train: Callable[[], Optional[float]], run_dir: Path) -> Optional[float]:
+    """One job of a sweep: ``train()``'s objective or, when the job fails (a refused setting, a non-finite loss,
+    a crash) or logs no objective, None, after recording it (``job.json``, and the error in ``error.txt``)
+    and reporting it in one line, so that the sweep goes on. The Optuna sweeper records a job that returns
+    no number as a failed trial, neither good nor bad, which its sampler leaves out of its model, and goes on
+    to its ``n_trials`` (an exception would end the sweep, and a NaN makes it fail telling Optuna both a
+    value and a failure)."""
     try:
         value = train()
     except Exception as err:  # noqa: BLE001 - a sweep outlives any one job: every failure is recorded, not raised
         message = str(err).strip().splitlines()[-1] if isinstance(err, TranslateError) else f"{type(err).__name__}: {err}"
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ERROR_FILE).write_text(message + "\n\n" + "".join(traceback.format_exception(err)))
-        _record(run_dir, "failed", math.nan, message)
+        _record(run_dir, "failed", None, message)
         log.error("job %d failed: %s (%s)", HydraConfig.get().job.num, message, run_dir / ERROR_FILE)
-        return math.nan
+        return None
+    if value is None or math.isnan(value):
+        _record(run_dir, "failed", None, "no objective: the run logged no value of it")
+        log.error("job %d failed: it logged no value of its objective", HydraConfig.get().job.num)
+        return None
     _record(run_dir, "done", value)
     return value
 
@@ -156,10 +153,11 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Imported here: the callback is built for every run, and torch is needed only once a sweep starts.
         from translate.cli.app import fail
-        from translate.training.objective import objective_of
+        from translate.settings.validate import objective_of, validate_train
 
         try:
-            check_direction(config, objective_of(config).direction)
+            run = validate_train(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+            check_direction(config, objective_of(run).direction)
         except TranslateError as err:
             fail("translate-train", err)
 

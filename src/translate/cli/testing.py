@@ -20,130 +20,91 @@ Every ``metrics.json`` entry is ``{"mean": value, "num_images": n, ...}``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Tuple
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from translate.cli.validate import validate
+from translate.config import EvalMode, TestConfig, Weights
+from translate.data.configs import DataConfig, ImageDataConfig, evaluation_data
 from translate.errors import CheckpointError, ConfigError
-from translate.evaluation.protocols import evaluation_data, protocol_for
-from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.evaluation.protocols import protocol_for
+from translate.files import read_weights, resolve_checkpoint
 from translate.hub.reference import generator_from_weights
-from translate.models.base import DataInfo, GANModel, build_model
+from translate.models.base import DataInfo, GANModel
+from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.models.generator_only import GeneratorOnly
-from translate.networks.discriminators import DISCRIMINATOR_ARCHS
-from translate.networks.generators import GENERATOR_ARCHS
+from translate.settings.validate import check_model_data, typed_data, typed_model
 from translate.training.devices import resolve_device
-from translate.training.ema import averaged_weights
 
 log = logging.getLogger(__name__)
 
 
-def load_trained(cfg: DictConfig) -> tuple[GANModel, Any, Path, Path]:
-    """The model of ``cfg.run`` / ``cfg.checkpoint`` with its weights; the run's config with the test's
-    device and (if given) data; the checkpoint path; the output directory."""
-    if not cfg.run and not cfg.checkpoint:
-        raise ConfigError("run: say which run to test, e.g. translate-test run=outputs/cgan/mnist/<timestamp>")
-    ckpt_path = resolve_checkpoint(cfg.checkpoint or cfg.run)
-    state = read_weights(ckpt_path)
-    if not is_translate_checkpoint(state):
-        return load_generator_file(cfg, state, ckpt_path)
-    if cfg.get("model") is not None:
+def load_trained(cfg: TestConfig) -> Tuple[GANModel, DataConfig, Path, Path]:
+    """The model of ``cfg.run`` / ``cfg.checkpoint`` with its weights, the data to test it on (the run's, or
+    ``data=`` given now, preprocessed for evaluation), the checkpoint path, and the output directory."""
+    ckpt_path = resolve_checkpoint(cfg.checkpoint or cfg.run or "")
+    raw = read_weights(ckpt_path)
+    if not is_checkpoint(raw):
+        return load_generator_file(cfg, raw, ckpt_path)
+    ckpt = Checkpoint.from_state(raw, ckpt_path)
+    if cfg.model is not None:
         log.warning(
             "model=%s is ignored: %s is a translate checkpoint, whose saved config decides the model", cfg.model.get("name"), ckpt_path
         )
-    run_cfg = OmegaConf.create(state["config"])
-    run_cfg.device = cfg.device
-    if cfg.get("data") is not None:
-        run_cfg.data = cfg.data
-    run_cfg.data = evaluation_data(run_cfg.data)
-    run_cfg.resume = None
-    model, typed = build_trained(state, ckpt_path, run_cfg, str(cfg.weights))
+    model_cfg = ckpt.model_config(ckpt_path)
+    if cfg.data is not None:
+        data = typed_data(cfg.data)
+    else:
+        try:
+            data = typed_data(ckpt.config["data"])
+        except ConfigError as err:
+            raise CheckpointError(f"{ckpt_path}: its saved data config does not fit this translate ({err}); give data= now") from None
+    check_model_data(model_cfg, data, testing=True)
+    model = trained_model(ckpt, cfg.weights, ckpt_path)
+    if cfg.weights == Weights.ema and ckpt.ema:
+        log.info("%s: the generators' moving average (model.ema.decay=%s); weights=raw for the raw ones", ckpt_path, model_cfg.ema.decay)
     run_dir = Path(cfg.run) if cfg.run else ckpt_path.parent.parent
     out = Path(cfg.output_dir) if cfg.output_dir else run_dir / f"test_{ckpt_path.stem}"
-    return model, typed, ckpt_path, out
+    return model, evaluation_data(data), ckpt_path, out
 
 
-def _upgrade_depths(run_cfg: DictConfig, version: int) -> None:
-    """Checkpoints of format 1 saved every depth key, a preset's too (the schema's default, which the preset
-    overrode then); a depth that is set now wins over the preset, so such a saved depth is dropped."""
-    if version >= 2:
-        return
-    for section, archs in (("generator", GENERATOR_ARCHS), ("discriminator", DISCRIMINATOR_ARCHS)):
-        net = run_cfg.model.get(section)
-        if net is None or net.get("arch") not in archs:
-            continue
-        family, key, _ = archs[net.arch]
-        if net.arch != family and key in net:
-            net[key] = None
-
-
-def build_trained(state: Dict[str, Any], ckpt_path: Path, run_cfg: DictConfig, weights: str = "ema") -> tuple[GANModel, Any]:
-    """The model of one of our checkpoints (``state``, read from ``ckpt_path``) with its weights, built
-    from ``run_cfg`` (the config saved with it, as the caller adjusted it); and ``run_cfg`` validated.
-    ``weights``: ``ema`` takes the generators' moving average where the run kept one, ``raw`` never does."""
-    if weights not in ("ema", "raw"):
-        raise ConfigError(f"weights={weights!r} is not known; use ema (the generators' average, when the run kept one) or raw")
-    _upgrade_depths(run_cfg, state.get("version", 1))
-    typed = validate(run_cfg, testing=True)
-    model = build_model(typed.model, state["info"])
-    chosen = dict(state["networks"])
-    if weights == "ema" and state.get("ema"):
-        chosen.update(averaged_weights(state["ema"]))
-        log.info("%s: the generators' moving average (model.ema.decay=%s); weights=raw for the raw ones", ckpt_path, typed.model.ema.decay)
-    for name, net in model.networks.items():
-        try:
-            net.load_state_dict(chosen[name])
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(
-                f"{ckpt_path}: network {name} does not fit the config saved with it: {str(err).splitlines()[0][:200]}"
-            ) from None
-    return model, typed
-
-
-def load_generator_file(cfg: DictConfig, weights: Any, ckpt_path: Path) -> tuple[GANModel, Any, Path, Path]:
-    """``load_trained`` for a reference-format generator file (``weights``, read from ``ckpt_path``):
-    that generator, wrapped to translate ``cfg.data`` one way. ``model=`` is optional and supplies only
-    what the file's keys cannot imply; with none, pix2pix's options (CycleGAN's for unaligned data)."""
-    if cfg.get("data") is None:
+def load_generator_file(cfg: TestConfig, weights: Any, ckpt_path: Path) -> Tuple[GANModel, DataConfig, Path, Path]:
+    """``load_trained`` for a reference-format generator file (``weights``, read from ``ckpt_path``): that
+    generator, wrapped to translate ``cfg.data`` one way. ``model=`` is optional and supplies only what the
+    file's keys cannot imply; with none, pix2pix's options (CycleGAN's for unaligned data)."""
+    if cfg.data is None:
         raise ConfigError(
             f"data: {ckpt_path} holds one generator and no data; add data=single data.root=<folder of images> "
             "(or data=aligned data.root=<pairs> to get metrics)"
         )
-    model_cfg = cfg.model if cfg.get("model") is not None else {"name": "cyclegan" if cfg.data.get("kind") == "unaligned" else "pix2pix"}
-    typed = validate(
-        OmegaConf.create({"model": model_cfg, "data": cfg.data, "device": cfg.device, "paths": cfg.paths, "seed": cfg.seed}),
-        testing=True,
-    )
-    netG, typed.model.generator, layout = generator_from_weights(
-        weights, ckpt_path, typed.model.generator, typed.data.input_nc, typed.data.output_nc, warn=cfg.get("model") is not None
-    )
-    typed.data.input_nc, typed.data.output_nc = layout.input_nc, layout.output_nc
-    typed.data = evaluation_data(typed.data)
-    model = GeneratorOnly(netG, typed.model.generator, DataInfo(layout.input_nc, layout.output_nc))
+    data = typed_data(cfg.data)
+    if not isinstance(data, ImageDataConfig):
+        raise ConfigError(f"data={data.name}: {ckpt_path} is an image-to-image generator; give it images (data=single data.root=<folder>)")
+    model_cfg = typed_model(cfg.model if cfg.model is not None else {"name": "cyclegan" if data.kind == "unaligned" else "pix2pix"})
+    generator = getattr(model_cfg, "generator", None)
+    netG, gen_cfg, layout = generator_from_weights(weights, ckpt_path, generator, data.input_nc, data.output_nc, warn=cfg.model is not None)
+    data = evaluation_data(replace(data, input_nc=layout.input_nc, output_nc=layout.output_nc))
+    model = GeneratorOnly(netG, gen_cfg, DataInfo(layout.input_nc, layout.output_nc))
     out = Path(cfg.output_dir) if cfg.output_dir else ckpt_path.parent / f"test_{ckpt_path.stem}"
-    return model, typed, ckpt_path, out
+    return model, data, ckpt_path, out
 
 
-def run_test(cfg: DictConfig) -> Path:
+def run_test(cfg: TestConfig) -> Path:
     """Test what ``cfg`` names and write the outputs its model's evaluation protocol defines; return where."""
-    model, typed, ckpt_path, out = load_trained(cfg)
+    model, data, ckpt_path, out = load_trained(cfg)
     device = resolve_device(cfg.device.accelerator)
     model.to(device)
-    if cfg.eval_mode not in ("eval", "paper"):
-        raise ConfigError(
-            f"eval_mode={cfg.eval_mode!r} is not known; use eval (model.eval()) or paper (dropout and batch statistics on, as in the pix2pix paper)"
-        )
-    model.train(cfg.eval_mode == "paper")
-    if cfg.eval_mode == "paper" and cfg.batch_size != 1:
+    paper = cfg.eval_mode == EvalMode.paper
+    model.train(paper)
+    if paper and cfg.batch_size != 1:
         # The reference tests one image at a time: in training mode batch norm normalises with the batch's
         # statistics, so a bigger batch would make each output depend on the images beside it.
         log.info("eval_mode=paper: one image at a time (batch_size=1), as the reference tests")
-        cfg.batch_size = 1
+        cfg = replace(cfg, batch_size=1)
     torch.manual_seed(cfg.seed)
-    log.info("testing %s (%s) into %s", ckpt_path, typed.model.name, out)
+    log.info("testing %s (%s) into %s", ckpt_path, getattr(model.cfg, "name", "generator"), out)
     with torch.no_grad():
-        protocol_for(model).test(model, typed.data, cfg, out, device)
+        protocol_for(model).test(model, data, cfg, out, device)
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from translate.data.configs import Preprocess
+from translate.data.configs import ImageDataConfig, Preprocess
 from translate.data.folders import FolderDataset, convert_channels, find_images, limit, load_image
 from translate.data.sampling import SampleKey, sample_rng
 from translate.errors import DatasetLayoutError, DatasetNotFoundError
@@ -64,9 +64,9 @@ class AlignedDataset(FolderDataset):
     decoded, is smaller than the crop, or (layout b) does not match its partner's size.
     """
 
-    layout = "either <root>/{split}/ with A|B side-by-side images, or <root>/A/{split}/ and <root>/B/{split}/ with pairs of the same name"
+    kind = "aligned"
 
-    def __init__(self, cfg: Any, split: str, train: bool) -> None:
+    def __init__(self, cfg: ImageDataConfig, split: str, train: bool) -> None:
         super().__init__(cfg, split, train)
         combined = self.root / split
         a_dir, b_dir = self.root / "A" / split, self.root / "B" / split

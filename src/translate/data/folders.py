@@ -10,17 +10,16 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
-from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 from torch.utils.data import Dataset
 
-from translate.data.configs import Direction
+from translate.data.configs import LAYOUTS, Direction, ImageDataConfig
 from translate.data.transforms import ImageTransform
-from translate.errors import BadImageError, ConfigError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
+from translate.errors import BadImageError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
 
 log = logging.getLogger(__name__)
 # A run builds a split's dataset more than once (training, the image grid, validation): each message
@@ -73,17 +72,12 @@ def find_images(folder: PathLike, expected: str = "a folder of images") -> list[
 
 def limit(items: Sequence[T], max_size: int | None) -> list[T]:
     """The first ``max_size`` items (all when ``max_size`` is None), as ``max_dataset_size`` asks."""
-    if max_size is None:
-        return list(items)
-    if max_size < 1:
-        raise ConfigError(f"data.max_dataset_size={max_size}: must be a positive integer or null")
-    return list(items[:max_size])
+    return list(items) if max_size is None else list(items[:max_size])
 
 
-def check_channels(channels: int, key: str) -> int:
-    """Return ``channels`` if images can be read with that many (1: grayscale, 3: RGB)."""
+def _channels(channels: int) -> int:
     if channels not in (1, 3):
-        raise ConfigError(f"{key}={channels}: image folders hold grayscale (1 channel) or RGB (3) images; use 1 or 3")
+        raise ValueError(f"channels={channels}: images are read with 1 (grayscale) or 3 (RGB) channels")
     return channels
 
 
@@ -92,7 +86,7 @@ def convert_channels(img: Image.Image, channels: int) -> Image.Image:
     if img.mode in _WIDE_INT_MODES:
         wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         img = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
-    return img.convert("L" if check_channels(channels, "channels") == 1 else "RGB")
+    return img.convert("L" if _channels(channels) == 1 else "RGB")
 
 
 def load_image(path: PathLike, channels: int) -> Image.Image:
@@ -106,7 +100,7 @@ def load_image(path: PathLike, channels: int) -> Image.Image:
     Raises:
         BadImageError: the file is empty, truncated, floating-point, or not an image Pillow can decode.
     """
-    check_channels(channels, "channels")
+    _channels(channels)
     try:
         with Image.open(path) as img:
             img.load()
@@ -155,47 +149,35 @@ def keep_usable(items: Sequence[T], check: Callable[[T], object], where: str) ->
 
 
 class FolderDataset(Dataset):
-    """Shared part of the image-folder datasets: config checks, preprocessing, ``info``.
+    """Shared part of the image-folder datasets: preprocessing, ``info``, the root folder.
 
     Args:
-        cfg: a node following :class:`ImageDataConfig`.
+        cfg: a validated :class:`ImageDataConfig` (its ``kind`` names the layout it looks for).
         split: the split to read, e.g. "train" or "test"; each subclass says where it looks.
         train: random crop and flip when True; centre crop and no flip when False.
     """
 
-    #: Where the subclass expects its images, for error messages; ``{split}`` is filled in.
-    layout = "images under data.root"
+    #: The ``data.kind`` whose layout (translate.data.configs.LAYOUTS) this dataset reads.
+    kind = ""
 
-    def __init__(self, cfg: Any, split: str, train: bool) -> None:
+    def __init__(self, cfg: ImageDataConfig, split: str, train: bool) -> None:
         self.split = split
         self.train = train
-        self.input_nc = check_channels(cfg.input_nc, "data.input_nc")
-        self.output_nc = check_channels(cfg.output_nc, "data.output_nc")
-        if str(cfg.direction) not in {d.value for d in Direction}:
-            raise ConfigError(f"data.direction={cfg.direction!r} is not known; choose AtoB or BtoA")
-        self.btoa = str(cfg.direction) == Direction.BtoA.value
+        self.input_nc = cfg.input_nc
+        self.output_nc = cfg.output_nc
+        self.btoa = cfg.direction == Direction.BtoA
         self.max_dataset_size = cfg.max_dataset_size
-        self.serial_batches = bool(cfg.serial_batches)
-        self.skip_bad = bool(cfg.skip_bad)
+        self.serial_batches = cfg.serial_batches
+        self.skip_bad = cfg.skip_bad
         self.transform = ImageTransform.from_config(cfg, train)
-        self.root = self._root(cfg)
-
-    def _root(self, cfg: Any) -> Path:
-        try:
-            root = cfg.root
-        except MissingMandatoryValue:
-            root = "???"
-        if root in (None, "", "???"):
-            raise ConfigError(f"data.root is not set; add data.root=<folder> holding {self.expected}")
-        root = Path(str(root)).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"data.root={root}: no such folder; expected {self.expected}")
-        return root
+        self.root = Path(cfg.root).expanduser()
+        if not self.root.is_dir():
+            raise DatasetNotFoundError(f"data.root={self.root}: no such folder; expected {self.expected}")
 
     @property
     def expected(self) -> str:
         """The layout this dataset looks for, as quoted in its error messages."""
-        return self.layout.format(split=self.split)
+        return LAYOUTS[self.kind].format(split=self.split)
 
     @property
     def info(self) -> dict[str, int | None]:

@@ -13,8 +13,10 @@ from torch.utils.data import Dataset
 from torchvision.datasets import MNIST
 from torchvision.transforms.v2 import functional as TF
 
+from translate.data.configs import MNISTDataConfig
 from translate.data.sampling import SampleKey, sample_rng
 from translate.errors import DatasetNotFoundError
+from translate.files import folders_removed_on_failure
 
 NUM_CLASSES = 10
 SPLITS = ("train", "test")
@@ -28,17 +30,29 @@ def load_bundled(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return state[f"{split}_images"], state[f"{split}_labels"].long()
 
 
-def load_torchvision(root: str, split: str, download: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """torchvision's MNIST under ``root/MNIST/raw``, downloaded there first when allowed."""
+def ensure_mnist(root: str, download: bool) -> None:
+    """torchvision's MNIST under ``root/MNIST/raw``, downloaded there first when ``download`` (both splits);
+    a failed download leaves no empty folders behind."""
     try:
-        ds = MNIST(root, train=split == "train", download=False)
+        for train in (True, False):
+            MNIST(root, train=train, download=False)
+        return
     except RuntimeError:
         if not download:
             raise DatasetNotFoundError(_missing_message(root, "data.download=false")) from None
-        try:
-            ds = MNIST(root, train=split == "train", download=True)
-        except Exception as err:  # torchvision raises several kinds when offline
-            raise DatasetNotFoundError(_missing_message(root, f"download failed: {str(err).splitlines()[0][:120]}")) from None
+    try:
+        with folders_removed_on_failure(Path(root) / "MNIST" / "raw"):
+            MNIST(root, download=True)
+    except Exception as err:  # torchvision raises several kinds when offline
+        raise DatasetNotFoundError(_missing_message(root, f"download failed: {str(err).splitlines()[0][:120]}")) from None
+
+
+def load_torchvision(root: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's MNIST under ``root/MNIST/raw`` (see :func:`ensure_mnist`)."""
+    try:
+        ds = MNIST(root, train=split == "train", download=False)
+    except RuntimeError:
+        raise DatasetNotFoundError(_missing_message(root, "its files are not there")) from None
     return ds.data, ds.targets
 
 
@@ -57,13 +71,13 @@ class MNISTDataset(Dataset):
     Items: ``{"image": Tensor[1, S, S], "label": int64}``. Splits: ``train`` and ``test``.
     """
 
-    def __init__(self, cfg: Any, split: str = "train", train: bool = True) -> None:
+    def __init__(self, cfg: MNISTDataConfig, split: str = "train", train: bool = True) -> None:
         if split not in SPLITS:
             raise DatasetNotFoundError(f"MNIST has no split {split!r}; it has {', '.join(SPLITS)}")
-        images, labels = load_bundled(split) if cfg.bundled else load_torchvision(cfg.root, split, cfg.download)
+        images, labels = load_bundled(split) if cfg.bundled else load_torchvision(cfg.root, split)
         if cfg.max_dataset_size is not None:
             images, labels = images[: cfg.max_dataset_size], labels[: cfg.max_dataset_size]
-        size = int(cfg.image_size)
+        size = cfg.image_size
         # Resized once here, as uint8, so workers only index and scale.
         self.images = TF.resize(images[:, None], [size, size], antialias=True) if size != images.shape[-1] else images[:, None]
         self.labels = labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from translate.data.configs import ImageDataConfig
 from translate.data.folders import FolderDataset, find_images, limit
 from translate.data.sampling import SampleKey, sample_rng
 
@@ -18,9 +19,9 @@ class SingleDataset(FolderDataset):
     the files that cannot be decoded or are smaller than the crop (each logged).
     """
 
-    layout = "a folder of images at <root>/{split}/ or <root>/"
+    kind = "single"
 
-    def __init__(self, cfg: Any, split: str, train: bool) -> None:
+    def __init__(self, cfg: ImageDataConfig, split: str, train: bool) -> None:
         super().__init__(cfg, split, train)
         folder = self.root / split if (self.root / split).is_dir() else self.root
         paths = limit(find_images(folder, self.expected), self.max_dataset_size)

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from translate.data.configs import Preprocess
-from translate.errors import ConfigError, ImageTooSmallError
+from translate.data.configs import CROPPING, ImageDataConfig, Preprocess
+from translate.errors import ImageTooSmallError
 
 Size = Tuple[int, int]
-_CROPPING = frozenset({Preprocess.resize_and_crop, Preprocess.crop, Preprocess.scale_width_and_crop})
-_RESIZING_BEFORE_CROP = frozenset({Preprocess.resize_and_crop, Preprocess.scale_width_and_crop})
 # Sides a multiple of this survive the ResNet generator's two stride-2 downsamplings unchanged.
 _SIDE_MULTIPLE = 4
 
@@ -69,33 +67,21 @@ class ImageTransform:
         flip: bool = True,
         train: bool = True,
     ) -> None:
-        try:
-            self.preprocess = Preprocess(str(preprocess))
-        except ValueError:
-            choices = ", ".join(p.value for p in Preprocess)
-            raise ConfigError(f"data.preprocess={preprocess!r} is not known; choose one of: {choices}") from None
-        for key, value in (("load_size", load_size), ("crop_size", crop_size)):
-            if value < 1:
-                raise ConfigError(f"data.{key}={value}: must be a positive number of pixels")
-        if self.preprocess in _RESIZING_BEFORE_CROP and crop_size > load_size:
-            raise ConfigError(
-                f"data.crop_size={crop_size} is larger than data.load_size={load_size}; "
-                f"data.preprocess={self.preprocess} resizes to load_size before cropping, "
-                "so use crop_size <= load_size"
-            )
+        # The sizes were checked with the rest of the config (ImageDataConfig.check).
+        self.preprocess = Preprocess(str(preprocess))
         self.load_size = load_size
         self.crop_size = crop_size
         self.flip = flip
         self.train = train
 
     @classmethod
-    def from_config(cls, cfg: Any, train: bool) -> ImageTransform:
-        """Build from a node following ``ImageDataConfig``."""
+    def from_config(cls, cfg: ImageDataConfig, train: bool) -> ImageTransform:
+        """Build from a validated ``ImageDataConfig``."""
         return cls(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip, train)
 
     @property
     def crops(self) -> bool:
-        return self.preprocess in _CROPPING
+        return self.preprocess in CROPPING
 
     @property
     def output_size(self) -> Optional[int]:

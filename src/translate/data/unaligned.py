@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from translate.data.configs import ImageDataConfig
 from translate.data.folders import FolderDataset, find_images, limit
 from translate.data.sampling import SampleKey, sample_rng
 
@@ -22,9 +23,9 @@ class UnalignedDataset(FolderDataset):
     ``skip_bad`` drops from each the files that cannot be decoded or are smaller than the crop.
     """
 
-    layout = "<root>/{split}A/ and <root>/{split}B/, one folder of images per domain"
+    kind = "unaligned"
 
-    def __init__(self, cfg: Any, split: str, train: bool) -> None:
+    def __init__(self, cfg: ImageDataConfig, split: str, train: bool) -> None:
         super().__init__(cfg, split, train)
         folders = [self.root / f"{split}A", self.root / f"{split}B"]
         if self.btoa:

@@ -25,20 +25,22 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
+from translate.config import TestMetricsConfig, Weights
+from translate.data.configs import MNISTDataConfig
 from translate.data.mnist import MNISTDataset
 from translate.errors import CheckpointError
 from translate.evaluation.image_metrics import feature_frechet_distance, inception_score, mean_pairwise_distance, to_uint8
-from translate.files import is_translate_checkpoint, read_weights, resolve_checkpoint
+from translate.files import read_weights, resolve_checkpoint
+from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.models.classifier import MNISTClassifierNet
 
 log = logging.getLogger(__name__)
@@ -90,19 +92,18 @@ def load_classifier(source: Optional[str] = None) -> MNISTClassifierNet:
             )
     path = resolve_checkpoint(source) if Path(source).expanduser().is_dir() else Path(source).expanduser()
     state = read_weights(path)
-    if is_translate_checkpoint(state):
-        if state.get("model") != "classifier":
-            raise CheckpointError(
-                f"metrics.classifier={source} holds a {state.get('model')!r} run; pass a model=classifier run or weights file"
-            )
-        state = state["networks"]["C"]
-    return classifier_from_state_dict(state, str(path))
+    if not is_checkpoint(state):
+        return classifier_from_state_dict(state, str(path))
+    ckpt = Checkpoint.from_state(state, path)
+    if ckpt.model != "classifier":
+        raise CheckpointError(f"metrics.classifier={source} holds a {ckpt.model!r} run; pass a model=classifier run or weights file")
+    return trained_model(ckpt, Weights.raw, path).netC
 
 
-def reference_digits(data: Any, split: str, limit: Optional[int] = None) -> Digits:
+def reference_digits(data: MNISTDataConfig, split: str, limit: Optional[int] = None) -> Digits:
     """The real digits of ``split`` of the MNIST dataset ``data`` describes (its ``image_size``), the first
     ``limit`` of them (all when None; ``data.max_dataset_size`` does not apply)."""
-    dataset = MNISTDataset(OmegaConf.merge(data, {"max_dataset_size": limit}), split, train=False)
+    dataset = MNISTDataset(replace(data, max_dataset_size=limit), split, train=False)
     return Digits(dataset.images, dataset.labels, f"{data.name} {split} split")
 
 
@@ -232,20 +233,20 @@ def score_digits(
     return out
 
 
-def generator_test_metrics(model: Any, data: Any, split: str, cfg: Any, seed: int, device: torch.device) -> Metrics:
+def generator_test_metrics(
+    model: Any, data: MNISTDataConfig, split: str, cfg: TestMetricsConfig, seed: int, device: torch.device
+) -> Metrics:
     """translate-test's scores of a cGAN: ``cfg.cgan_per_class`` digits per class (noise from ``seed``)
     against the whole ``split`` of the run's MNIST data (the bundled subset's when the run used it),
     judged by ``cfg.classifier`` (None: the shipped classifier), with ``cfg.tstr_steps`` of TSTR training.
-    ``cfg`` is translate-test's ``metrics`` section. Empty when ``cfg.cgan_per_class`` is 0."""
-    if cfg.cgan_per_class <= 0:
-        return {}
+    ``cfg`` is translate-test's ``metrics`` section; ``cfg.cgan_per_class`` is at least 1."""
     real = reference_digits(data, split)
     judge = DigitJudge(load_classifier(cfg.classifier), device)
-    fake = generate_digits(model, int(cfg.cgan_per_class), seed, device)
-    return score_digits(fake, real, judge, model.cfg.num_classes, per_class=True, tstr_steps=int(cfg.tstr_steps))
+    fake = generate_digits(model, cfg.cgan_per_class, seed, device)
+    return score_digits(fake, real, judge, model.cfg.num_classes, per_class=True, tstr_steps=cfg.tstr_steps)
 
 
-def classifier_test_metrics(model: Any, data: Any, split: str, limit: Optional[int], device: torch.device) -> Metrics:
+def classifier_test_metrics(model: Any, data: MNISTDataConfig, split: str, limit: Optional[int], device: torch.device) -> Metrics:
     """translate-test's scores of a classifier run: its accuracy (overall and per class) on ``split``."""
     real = reference_digits(data, split, limit)
     preds = DigitJudge(model.netC, device, size=None)(real.images)[0]
@@ -260,21 +261,23 @@ class GeneratorValidation:
 
     REFERENCE_SIZE = 10_000
     DEFAULT_IMAGES = 1000
+    #: What each validation logs (``score_digits`` without the per-class entries and TSTR).
+    METRICS = ("accuracy", "fid_mnist_classifier", "is_mnist_classifier", "diversity")
 
-    def __init__(self, data: Any, num_images: Optional[int] = None, seed: int = 0) -> None:
+    def __init__(self, data: MNISTDataConfig, num_images: Optional[int] = None, seed: int = 0) -> None:
         self.data = data
         self.num_images = num_images or self.DEFAULT_IMAGES
         self.seed = seed
         self._judge: Optional[DigitJudge] = None
 
-    def __call__(self, model: Any, device: torch.device, probe: bool = False) -> Metrics:
-        """The scores; ``probe``: of one digit per class, just to learn their names."""
+    def __call__(self, model: Any, device: torch.device) -> Metrics:
+        """The scores of :data:`METRICS`."""
         classes = model.cfg.num_classes
         if self._judge is None:
             limit = min(self.data.max_dataset_size or self.REFERENCE_SIZE, self.REFERENCE_SIZE)
             self._real = reference_digits(self.data, "train", limit)
             self._judge = DigitJudge(load_classifier(), device)
             self._real_scores = (*self._judge(self._real.images), class_diversity(self._real, classes))
-        per_class = 1 if probe else -(-self.num_images // classes)
+        per_class = -(-self.num_images // classes)
         fake = generate_digits(model, per_class, self.seed, device)
         return score_digits(fake, self._real, self._judge, classes, per_class=False, real_scores=self._real_scores)

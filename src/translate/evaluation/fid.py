@@ -17,10 +17,11 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from translate.config import ValMetricsConfig
 from translate.errors import ConfigError
 from translate.evaluation.image_metrics import feature_frechet_distance, inception_score, to_uint8
 from translate.files import read_weights
@@ -164,13 +165,11 @@ class DistributionMetrics:
         return out
 
 
-def check_fid(cfg: Any) -> Optional[InceptionLookup]:
+def check_fid(cfg: ValMetricsConfig) -> Optional[InceptionLookup]:
     """Decide FID/KID from a ``metrics`` section before any work: ``cfg.fid`` false: None; true, or a
     ``cfg.inception_weights`` file named: stop at once (ConfigError) when torch-fidelity or the weights are
     missing; auto: warn at once when they are missing. Returns the lookup (its ``problem`` set when FID/KID
     will be left out)."""
-    if cfg.fid not in (True, False, "auto"):
-        raise ConfigError(f"metrics.fid={cfg.fid!r} is not known; use auto, true or false")
     if cfg.fid is False:
         return None
     lookup = find_inception(cfg.inception_weights)
@@ -182,10 +181,10 @@ def check_fid(cfg: Any) -> Optional[InceptionLookup]:
     return lookup
 
 
-def distribution_metrics(cfg: Any, device: torch.device) -> Optional[DistributionMetrics]:
+def distribution_metrics(cfg: ValMetricsConfig, device: torch.device) -> Optional[DistributionMetrics]:
     """FID/KID as a ``metrics`` section asks (see :func:`check_fid`): None when off or when the weights
     are missing (check_fid said so, once), else a collector."""
     lookup = check_fid(cfg)
     if lookup is None or lookup.path is None:
         return None
-    return DistributionMetrics(inception_extractor(lookup.path, device), int(cfg.kid_subset_size))
+    return DistributionMetrics(inception_extractor(lookup.path, device), cfg.kid_subset_size)

@@ -7,13 +7,15 @@ in, tensors out: choosing splits and folders, and computing metrics, happen here
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
+from translate.config import TestConfig, ValMetricsConfig
+from translate.data.configs import DataConfig, Direction, ImageDataConfig, MNISTDataConfig, evaluation_data
 from translate.data.registry import build_dataset, first_split
 from translate.data.single import SingleDataset
 from translate.errors import DatasetNotFoundError
@@ -22,37 +24,32 @@ from translate.evaluation.digits import GeneratorValidation, classifier_test_met
 from translate.evaluation.image_metrics import l1, psnr, ssim
 from translate.evaluation.loop import evaluate
 from translate.evaluation.report import write_metrics, write_samples, write_translations
-from translate.networks.generators import check_image_size
+from translate.networks.configs import check_image_size
 
 Metrics = Dict[str, Dict[str, float]]
-#: ``(model, device, probe) -> {metric: {"mean", "num_images"}}``; ``probe``: on a couple of inputs, just to
-#: learn the metrics' names.
-Validation = Callable[[Any, torch.device, bool], Metrics]
-
-
-def evaluation_data(data: Any) -> Any:
-    """The data config that validation and translate-test read: as the reference tests, each image resized
-    to ``crop_size`` (``load_size`` = ``crop_size``), so the whole image is translated, uncropped. One
-    preprocessing for both, so a run's last val/PSNR is what ``translate-test split=val`` reports."""
-    if "crop_size" not in data:
-        return data
-    return OmegaConf.merge(data, {"load_size": data.crop_size})
+#: ``(model, device) -> {metric: {"mean", "num_images"}}``: the metrics of :meth:`Protocol.validation_metrics`.
+Validation = Callable[[Any, torch.device], Metrics]
 
 
 class Protocol:
     """The evaluation of one kind of model; the base scores nothing and validates nothing."""
 
-    #: What a sweep optimises by default (see translate.training.objective): a metric this protocol's
+    #: What a sweep optimises by default (see translate.settings.validate.objective_of): a metric this protocol's
     #: validation logs, or a training loss.
     objective: str = ""
 
+    def validation_metrics(self, distributions: bool) -> Tuple[str, ...]:
+        """The names of the metrics :meth:`validation` logs (without ``val/``); ``distributions``: with the
+        FID/KID/IS that ``metrics.fid`` adds where they apply."""
+        return ()
+
     def validation(
-        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+        self, model: Any, data: DataConfig, batch_size: int, max_images: Optional[int], seed: int, metrics: ValMetricsConfig
     ) -> Optional[Validation]:
         """How training validates ``model`` every ``trainer.val_every_n_epochs``, or None."""
         return None
 
-    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+    def test(self, model: Any, data: DataConfig, cfg: TestConfig, out: Path, device: torch.device) -> None:
         """Write translate-test's outputs for ``model`` on ``data``'s ``cfg.split`` into ``out``."""
         raise NotImplementedError
 
@@ -60,7 +57,15 @@ class Protocol:
 class Translation(Protocol):
     """Image-to-image models: ``model.translate`` over the split's datasets, per-image metrics, FID/KID."""
 
-    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
+    #: The per-image metrics of :meth:`metrics`, and the sides whose fakes FID/KID/IS score.
+    per_image: Tuple[str, ...] = ()
+    sides: Tuple[str, ...] = ()
+
+    def validation_metrics(self, distributions: bool) -> Tuple[str, ...]:
+        extra = tuple(f"{kind}_{side}" for side in self.sides for kind in ("FID", "KID", "IS")) if distributions else ()
+        return self.per_image + extra
+
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
         """The datasets translate-test and validation run through ``model.translate``."""
         return [build_dataset(data, split, train=False)]
 
@@ -69,7 +74,7 @@ class Translation(Protocol):
         raise NotImplementedError
 
     def validation(
-        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+        self, model: Any, data: DataConfig, batch_size: int, max_images: Optional[int], seed: int, metrics: ValMetricsConfig
     ) -> Optional[Validation]:
         """The test metrics on the ``val`` split, with FID/KID when the ``metrics`` section turns them on
         (see :func:`fid.check_fid`); None when the data has no val split."""
@@ -81,20 +86,19 @@ class Translation(Protocol):
         lookup = fid.check_fid(metrics)
         inception: List[fid.FeatureExtractor] = []
 
-        def validate(model: Any, device: torch.device, probe: bool) -> Metrics:
+        def validate(model: Any, device: torch.device) -> Metrics:
             distributions = None
             if lookup is not None and lookup.path is not None:
                 if not inception:  # built at the first validation, on the training device, then kept
                     inception.append(fid.inception_extractor(lookup.path, device))
-                distributions = fid.DistributionMetrics(inception[0], int(metrics.kid_subset_size))
-            # A probe needs two inputs per direction: FID and KID are not defined on one image.
+                distributions = fid.DistributionMetrics(inception[0], metrics.kid_subset_size)
             scores = evaluate(
                 model,
                 self.metrics,
                 datasets,
                 batch_size,
                 device,
-                2 if probe else max_images,
+                max_images,
                 on_batch=None if distributions is None else lambda batch, visuals, scores: distributions.update(visuals),
                 progress=False,
             )
@@ -104,7 +108,7 @@ class Translation(Protocol):
 
         return validate
 
-    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+    def test(self, model: Any, data: DataConfig, cfg: TestConfig, out: Path, device: torch.device) -> None:
         # Before any work: with metrics.fid=true, missing weights stop here rather than after the translations.
         distributions = fid.distribution_metrics(cfg.metrics, device)
         datasets = self.datasets(model, data, cfg.split)
@@ -112,8 +116,11 @@ class Translation(Protocol):
 
 
 class Paired(Translation):
-    objective = "val/L1"
     """pix2pix: real_A -> fake_B, scored against real_B (L1, PSNR, SSIM) when the data has B."""
+
+    objective = "val/L1"
+    per_image = ("L1", "PSNR", "SSIM")
+    sides = ("B",)
 
     def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         if "real_B" not in visuals:
@@ -127,15 +134,15 @@ class OneWay(Paired):
     split's A halves with B as the target, or one side (``<split>A``, or ``<split>B`` with
     direction=BtoA) of ``unaligned`` data."""
 
-    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
-        if data.kind == "unaligned":
-            side = "B" if str(data.direction) == "BtoA" else "A"
-            folder = Path(str(data.root)).expanduser() / f"{split}{side}"
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
+        if isinstance(data, ImageDataConfig) and data.kind == "unaligned":
+            side = "B" if data.direction == Direction.BtoA else "A"
+            folder = Path(data.root).expanduser() / f"{split}{side}"
             if not folder.is_dir():
                 raise DatasetNotFoundError(
                     f"test folder {folder} not found; a generator file translates {split}{side}/ of data.root (data.direction picks A or B)"
                 )
-            data, split = OmegaConf.merge(data, {"kind": "single"}), f"{split}{side}"
+            data, split = replace(data, kind="single"), f"{split}{side}"
         dataset = build_dataset(data, split, train=False)
         size = dataset.info["image_size"]
         if size is not None:
@@ -158,8 +165,11 @@ class _AsDomainB(Dataset):
 
 
 class Cycle(Translation):
-    objective = "val/cycle_L1_A"
     """CycleGAN: both directions, each scored by its cycle-consistency L1 (rec_X against real_X)."""
+
+    objective = "val/cycle_L1_A"
+    per_image = ("cycle_L1_A", "cycle_L1_B")
+    sides = ("A", "B")
 
     def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return {
@@ -168,23 +178,24 @@ class Cycle(Translation):
             if f"real_{side}" in visuals
         }
 
-    def datasets(self, model: Any, data: Any, split: str) -> List[Dataset]:
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
         """Unaligned data: every image of <split>A through G_A, then every image of <split>B through G_B.
         A single folder: one way, G_A for direction=AtoB, G_B for BtoA."""
+        assert isinstance(data, ImageDataConfig)
         if data.kind == "single":
-            side = "A" if str(data.direction) == "AtoB" else "B"
+            side = "A" if data.direction == Direction.AtoB else "B"
             return [self._one_way(model, data, split, side)]
-        folders = ("A", "B") if str(data.direction) == "AtoB" else ("B", "A")
+        folders = ("A", "B") if data.direction == Direction.AtoB else ("B", "A")
         for folder in folders:
-            path = Path(str(data.root)).expanduser() / f"{split}{folder}"
+            path = Path(data.root).expanduser() / f"{split}{folder}"
             if not path.is_dir():
                 raise DatasetNotFoundError(f"test folder {path} not found; expected {split}A/ and {split}B/ under data.root")
         return [self._one_way(model, data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
 
     @staticmethod
-    def _one_way(model: Any, data: Any, split: str, side: str) -> Dataset:
+    def _one_way(model: Any, data: ImageDataConfig, split: str, side: str) -> Dataset:
         channels = model.info.input_nc if side == "A" else model.info.output_nc
-        single = SingleDataset(OmegaConf.merge(data, {"kind": "single", "input_nc": channels}), split, train=False)
+        single = SingleDataset(replace(data, kind="single", input_nc=channels), split, train=False)
         return single if side == "A" else _AsDomainB(single)
 
 
@@ -194,15 +205,22 @@ class Digits(Protocol):
 
     objective = "val/fid_mnist_classifier"
 
+    def validation_metrics(self, distributions: bool) -> Tuple[str, ...]:
+        return GeneratorValidation.METRICS
+
     def validation(
-        self, model: Any, data: Any, batch_size: int, max_images: Optional[int], seed: int, metrics: Any
+        self, model: Any, data: DataConfig, batch_size: int, max_images: Optional[int], seed: int, metrics: ValMetricsConfig
     ) -> Optional[Validation]:
+        assert isinstance(data, MNISTDataConfig)
         return GeneratorValidation(data, max_images, seed)
 
-    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
-        metrics = generator_test_metrics(model, data, cfg.split, cfg.metrics, int(cfg.seed), device)
-        write_samples(model, out, int(cfg.n_per_class), device)
-        write_metrics(out, metrics)
+    def test(self, model: Any, data: DataConfig, cfg: TestConfig, out: Path, device: torch.device) -> None:
+        assert isinstance(data, MNISTDataConfig)
+        # cgan_per_class=0 asks for the grid and samples alone: no scores, so no metrics.json.
+        metrics = generator_test_metrics(model, data, cfg.split, cfg.metrics, cfg.seed, device) if cfg.metrics.cgan_per_class else None
+        write_samples(model, out, cfg.n_per_class, device)
+        if metrics is not None:
+            write_metrics(out, metrics)
 
 
 class Classification(Protocol):
@@ -211,7 +229,8 @@ class Classification(Protocol):
     # It has no validation during training: its training loss.
     objective = "train/loss_C/ce"
 
-    def test(self, model: Any, data: Any, cfg: Any, out: Path, device: torch.device) -> None:
+    def test(self, model: Any, data: DataConfig, cfg: TestConfig, out: Path, device: torch.device) -> None:
+        assert isinstance(data, MNISTDataConfig)
         write_metrics(out, classifier_test_metrics(model, data, cfg.split, cfg.num_test, device))
 
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch.utils.data import Dataset
 
+from translate.config import TestConfig
 from translate.evaluation.fid import DistributionMetrics
 from translate.evaluation.loop import PerImageMetrics, evaluate
 from translate.files import atomic_write, resolve_checkpoint
@@ -55,7 +56,7 @@ def write_translations(
     metrics_of: PerImageMetrics,
     datasets: List[Dataset],
     out: Path,
-    cfg: Any,
+    cfg: TestConfig,
     device: torch.device,
     distributions: Optional[DistributionMetrics] = None,
 ) -> None:

@@ -34,7 +34,7 @@ import urllib.request
 import zipfile
 import zlib
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Callable, Dict, Generator, Iterator, Optional, Tuple, Union
@@ -42,7 +42,10 @@ from typing import IO, Callable, Dict, Generator, Iterator, Optional, Tuple, Uni
 from tqdm import tqdm
 
 from translate import __version__
+from translate.data.configs import DataConfig, ImageDataConfig, MNISTDataConfig
+from translate.data.mnist import ensure_mnist
 from translate.errors import DatasetMissingError, DownloadError
+from translate.files import folders_removed_on_failure
 from translate.hub.catalog import DATASETS, DEFAULT_BASE_URL, DatasetEntry, Entry, ModelEntry, find_dataset, find_model
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -131,6 +134,11 @@ def download_dataset(
         if not missing:
             return target
         raise DownloadError(f"{target} exists but lacks {', '.join(missing)}; move it away, or pass --force to replace it")
+    with folders_removed_on_failure(data_dir):
+        return _download_dataset(entry, data_dir, target, mirror, timeout)
+
+
+def _download_dataset(entry: DatasetEntry, data_dir: Path, target: Path, mirror: Optional[str], timeout: float) -> Path:
     with _disk_errors("creating", data_dir):
         data_dir.mkdir(parents=True, exist_ok=True)
         # Extraction folders of a process that was killed: never a complete dataset.
@@ -166,12 +174,13 @@ def download_model(
     target = model_path(dest_dir, entry.name)
     if target.is_file() and not force:
         return target
-    with _disk_errors("creating", dest_dir):
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    store = dest_dir / CHECKSUM_FILE
-    url = entry.url(resolve_base_url(mirror))
-    digest = _download_verified(entry, url, _model_part(dest_dir, entry.name), target, store, timeout)
-    _record_checksum(store, entry.key, digest)
+    with folders_removed_on_failure(target.parent):
+        with _disk_errors("creating", dest_dir):
+            dest_dir.mkdir(parents=True, exist_ok=True)
+        store = dest_dir / CHECKSUM_FILE
+        url = entry.url(resolve_base_url(mirror))
+        digest = _download_verified(entry, url, _model_part(dest_dir, entry.name), target, store, timeout)
+        _record_checksum(store, entry.key, digest)
     return target
 
 
@@ -200,6 +209,17 @@ def ensure_dataset(name: str, root: PathLike, download: bool, mirror: Optional[s
     if root.exists():
         raise DatasetMissingError(f"dataset '{name}' at {root} lacks {', '.join(missing)}; run: {command} --force{then}")
     raise DatasetMissingError(f"dataset '{name}' not found at {root}; run: {command}{then} (or add data.download=true)")
+
+
+def prepare_data(data: DataConfig) -> DataConfig:
+    """``data`` with its dataset on disk, before any training starts: a catalog dataset (horse2zebra, facades,
+    ...) fetched when ``data.download`` is true, its ``root`` then the folder it is in; torchvision's MNIST
+    downloaded likewise; else the error names the command that fetches it. A copy: ``data`` is left as is."""
+    if isinstance(data, ImageDataConfig) and data.kind in ("aligned", "unaligned") and data.name in DATASETS:
+        return replace(data, root=str(ensure_dataset(data.name, data.root, data.download)))
+    if isinstance(data, MNISTDataConfig) and not data.bundled:
+        ensure_mnist(data.root, data.download)
+    return data
 
 
 def _download_verified(entry: Entry, url: str, part: Path, dest: Path, store: Path, timeout: float) -> str:
@@ -256,7 +276,8 @@ def _fetch_once(url: str, part: Path, desc: str, timeout: float) -> None:
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise DownloadError(
-            f"cannot download {url}: {_describe(reason)}; check the network connection, or use --mirror / {MIRROR_ENV}"
+            f"cannot download {url}: {_describe(reason)}; check the network connection, or fetch from a mirror "
+            f"(translate-data download --mirror <url>, or the environment variable {MIRROR_ENV})"
         ) from None
     with response:
         if response.status == 206:

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
 
+from translate.config import Norm
 from translate.errors import CheckpointError
-from translate.files import is_translate_checkpoint, read_weights
-from translate.networks.configs import GeneratorConfig
-from translate.networks.generators import GENERATOR_ARCHS, build_generator, resolve_preset
+from translate.files import read_weights
+from translate.models.checkpoint import is_checkpoint
+from translate.networks.configs import GENERATOR_ARCHS, GeneratorConfig, resolve_preset
+from translate.networks.generators import build_generator
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def reference_state_dict(obj: Any, path: PathLike) -> StateDict:
     """The generator state_dict in ``obj``, cleaned: a ``module.`` prefix (nn.DataParallel) stripped and
     the stale running-stat buffers of InstanceNorm layers dropped. Those layers have no weight, so a
     running statistic without a ``weight`` beside it belongs to one; old reference files carry them."""
-    if is_translate_checkpoint(obj):
+    if is_checkpoint(obj):
         raise CheckpointError(f"{path} is a translate checkpoint, not a reference generator file; pass it as checkpoint= or run=")
     if not isinstance(obj, Mapping) or not obj:
         what = "an empty mapping" if isinstance(obj, Mapping) else f"a {type(obj).__name__}"
@@ -186,10 +187,10 @@ def infer_layout(state: StateDict, path: PathLike) -> GeneratorLayout:
     )
 
 
-def _configured(cfg: Any) -> Dict[str, Any]:
+def _configured(cfg: GeneratorConfig) -> Dict[str, Any]:
     """What ``cfg`` says about the keys a file can imply, for the log of disagreements."""
-    said: Dict[str, Any] = {"ngf": int(cfg.ngf), "norm": str(cfg.norm), "dropout": bool(cfg.dropout), "arch": str(cfg.arch)}
-    if str(cfg.arch) in GENERATOR_ARCHS:
+    said: Dict[str, Any] = {"ngf": cfg.ngf, "norm": str(cfg.norm), "dropout": cfg.dropout, "arch": cfg.arch}
+    if cfg.arch in GENERATOR_ARCHS:
         said["arch"] = _arch_text(*resolve_preset("model.generator", GENERATOR_ARCHS, cfg))
     return said
 
@@ -198,15 +199,15 @@ def _yaml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def apply_layout(layout: GeneratorLayout, cfg: Any = None, path: PathLike = "", warn: bool = True) -> Any:
-    """A copy of the generator config ``cfg`` (a GeneratorConfig node; defaults when None) with every
-    key the file implies set from ``layout``; with ``warn``, each disagreement with ``cfg`` is logged."""
-    base = OmegaConf.structured(GeneratorConfig) if cfg is None else cfg
-    out = OmegaConf.merge(base, {"arch": layout.arch, layout.depth_key: layout.depth, "ngf": layout.ngf, "norm": layout.norm})
+def apply_layout(layout: GeneratorLayout, cfg: Optional[GeneratorConfig] = None, path: PathLike = "", warn: bool = True) -> GeneratorConfig:
+    """A copy of the generator config ``cfg`` (defaults when None) with every key the file implies set from
+    ``layout``; with ``warn``, each disagreement with ``cfg`` is logged."""
+    base = GeneratorConfig() if cfg is None else cfg
+    out = replace(base, arch=layout.arch, ngf=layout.ngf, norm=Norm(layout.norm), **{layout.depth_key: layout.depth})
     if layout.dropout is not None:
-        out.dropout = layout.dropout
-    if layout.zero_padding is not None and layout.zero_padding != (str(out.padding_type) == "zero"):
-        out.padding_type = "zero" if layout.zero_padding else "reflect"
+        out = replace(out, dropout=layout.dropout)
+    if layout.zero_padding is not None and layout.zero_padding != (out.padding_type == "zero"):
+        out = replace(out, padding_type="zero" if layout.zero_padding else "reflect")
     if cfg is not None and warn:
         said = _configured(cfg)
         implied = {"arch": _arch_text(layout.family, layout.depth), "ngf": layout.ngf, "norm": layout.norm, "dropout": layout.dropout}
@@ -246,11 +247,11 @@ def _check_fit(net: nn.Module, state: StateDict, path: PathLike, layout: Generat
 def generator_from_weights(
     obj: Any,
     path: PathLike,
-    cfg: Any = None,
+    cfg: Optional[GeneratorConfig] = None,
     input_nc: Optional[int] = None,
     output_nc: Optional[int] = None,
     warn: bool = True,
-) -> Tuple[nn.Module, Any, GeneratorLayout]:
+) -> Tuple[nn.Module, GeneratorConfig, GeneratorLayout]:
     """Build the generator a reference state_dict ``obj`` (read from ``path``) implies and load it.
 
     ``cfg`` supplies what the keys cannot tell; ``input_nc``/``output_nc`` are what the caller expected.
@@ -271,12 +272,14 @@ def generator_from_weights(
     return net, gen_cfg, layout
 
 
-def load_reference_generator(path: PathLike, cfg: Any = None, input_nc: Optional[int] = None, output_nc: Optional[int] = None) -> nn.Module:
+def load_reference_generator(
+    path: PathLike, cfg: Optional[GeneratorConfig] = None, input_nc: Optional[int] = None, output_nc: Optional[int] = None
+) -> nn.Module:
     """The generator in a reference-format file (``latest_net_G.pth`` and the like), loaded safely.
 
     Args:
         path: the ``.pth`` file.
-        cfg: a GeneratorConfig node for what the keys cannot imply (None: the schema's defaults).
+        cfg: a GeneratorConfig for what the keys cannot imply (None: the schema's defaults).
         input_nc, output_nc: the channels the caller expects; the file's win, a difference is logged.
 
     Shapes of the returned module: ``[N, input_nc, H, W] -> [N, output_nc, H, W]`` (the file's channels).

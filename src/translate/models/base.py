@@ -22,8 +22,8 @@ from typing import Any, ClassVar, ContextManager, Dict, Iterable, Mapping, Optio
 import torch
 import torch.nn as nn
 
-from translate.errors import ConfigError
 from translate.models import model_class
+from translate.models.configs import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -54,24 +54,6 @@ class Optimization:
         raise NotImplementedError
 
 
-def check_critic_norm(cfg: Any) -> None:
-    """WGAN-GP penalises the gradient of the critic at each interpolate separately; batch norm mixes the
-    samples of a batch, so that per-sample gradient is not the one the penalty is defined on."""
-    if str(cfg.gan_mode) == "wgangp" and str(cfg.discriminator.norm) == "batch":
-        raise ConfigError(
-            "model.gan_mode=wgangp with model.discriminator.norm=batch: batch norm breaks the per-sample gradient "
-            "penalty; set model.discriminator.norm=instance (or none)"
-        )
-
-
-@torch.no_grad()
-def clip_weights(nets: Iterable[nn.Module], value: float) -> None:
-    """The original WGAN's Lipschitz constraint: every weight of the critic clamped to [-value, value]."""
-    for net in nets:
-        for p in net.parameters():
-            p.clamp_(-value, value)
-
-
 def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
     """Freeze or unfreeze networks; a frozen discriminator accumulates no gradient in the generator's step."""
     for net in nets:
@@ -94,6 +76,7 @@ class GANModel(nn.Module):
 
     def __init__(self, cfg: Any, info: DataInfo) -> None:
         super().__init__()
+        #: The model's section of the config (its schema in ``translate.models.configs``), already validated.
         self.cfg = cfg
         self.info = info
 
@@ -115,16 +98,6 @@ class GANModel(nn.Module):
         """Test time: named visuals [N, C, H, W] (real_A, fake_B, ...) for a batch of test inputs."""
         raise NotImplementedError
 
-    def compile_problem(self) -> Optional[str]:
-        """Why ``torch.compile`` cannot train this model as configured, or None. The WGAN-GP penalty
-        differentiates the critic's gradient again, and compiled graphs (aot_autograd) have no double backward."""
-        if str(getattr(self.cfg, "gan_mode", "")) == "wgangp":
-            return (
-                "device.compile=true with model.gan_mode=wgangp: torch.compile cannot take the gradient penalty's "
-                "second derivative; set device.compile=false (or another model.gan_mode)"
-            )
-        return None
-
     def extra_state(self) -> Dict[str, Any]:
         return {}
 
@@ -132,6 +105,6 @@ class GANModel(nn.Module):
         pass
 
 
-def build_model(cfg: Any, info: Mapping[str, Any]) -> GANModel:
-    """The model ``cfg.name`` names, built from its config ``cfg`` for data described by ``info``."""
-    return model_class(str(cfg.name))(cfg, DataInfo(**info))
+def build_model(cfg: ModelConfig, info: Mapping[str, Any]) -> GANModel:
+    """The model ``cfg.name`` names, built from its validated config ``cfg`` for data described by ``info``."""
+    return model_class(cfg.name)(cfg, DataInfo(**info))

@@ -14,9 +14,9 @@ from typing import Any, Dict
 import torch
 
 from translate.augment import DiffAugment
-from translate.errors import ConfigError
-from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
+from translate.losses import AdversarialLoss
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.configs import CGANConfig
 from translate.networks.discriminators import build_conditional_discriminator
 from translate.networks.generators import ConditionalGenerator
 from translate.networks.init import init_weights
@@ -29,13 +29,11 @@ class CGAN(GANModel):
     data_kinds = ("mnist",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
-    def __init__(self, cfg: Any, info: DataInfo) -> None:
+    cfg: CGANConfig
+
+    def __init__(self, cfg: CGANConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
-        check_critic_norm(cfg)
-        if info.image_size is None:
-            raise ConfigError("data.image_size: the cGAN needs a fixed image size; set data.image_size")
-        if info.num_classes is not None and info.num_classes != cfg.num_classes:
-            raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {info.num_classes} classes")
+        assert info.image_size is not None, "the cGAN's data has a fixed image size"
         g, d = cfg.generator, cfg.discriminator
         self.netG = init_weights(
             ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn),
@@ -43,7 +41,7 @@ class CGAN(GANModel):
             g.init_gain,
         )
         self.netD = build_conditional_discriminator(d, info.input_nc, cfg.num_classes, info.image_size)
-        self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        self.adversarial = AdversarialLoss(cfg.gan_mode, cfg.label_smoothing, cfg.lambda_gp, cfg.clip_value)
         # DiffAugment of every image D sees (the label is not augmented); identity when model.diffaugment is empty.
         self.augment = DiffAugment(cfg.diffaugment)
         # The same noise every time the grid is drawn, so successive grids show training progress, not luck.
@@ -64,22 +62,16 @@ class CGAN(GANModel):
         with opt.autocast():
             pred_real = self.netD(self.augment(real), labels)
             pred_fake = self.netD(self.augment(fake.detach()), labels)
-            loss_D_real = self.criterion(pred_real, True)
-            loss_D_fake = self.criterion(pred_fake, False)
-        loss_D = loss_D_real + loss_D_fake
-        if self.cfg.gan_mode == "wgangp":
-            loss_D = loss_D + gradient_penalty(lambda x: self.netD(x, labels), real, fake, self.cfg.lambda_gp)
+        loss_D, losses = self.adversarial.discriminator_loss(pred_real, pred_fake, lambda x: self.netD(x, labels), real, fake)
         opt.step("D", loss_D)
-        if self.cfg.gan_mode == "wgan":
-            clip_weights([self.netD], self.cfg.clip_value)
-        losses = self.criterion.report(pred_real, pred_fake, loss_D_real, loss_D_fake)
+        self.adversarial.after_discriminator_step([self.netD])
         if not opt.generator_step:
             return losses
 
         # G: maximise log D(G(z|y)|y), with D frozen
         set_requires_grad([self.netD], False)
         with opt.autocast():
-            loss_G = self.criterion(self.netD(self.augment(fake), labels), True, for_discriminator=False)
+            loss_G = self.adversarial.generator_loss(self.netD(self.augment(fake), labels))
         opt.step("G", loss_G)
         set_requires_grad([self.netD], True)
         return {**losses, "loss_G/gan": loss_G.detach()}

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from translate.errors import ConfigError
 from translate.models.base import DataInfo, GANModel, Optimization
+from translate.models.configs import ClassifierConfig
 
 
 class MNISTClassifierNet(nn.Module):
@@ -81,10 +81,10 @@ class Classifier(GANModel):
     data_kinds = ("mnist",)
     optimizer_groups = {"C": ("C",)}
 
-    def __init__(self, cfg: Any, info: DataInfo) -> None:
+    cfg: ClassifierConfig
+
+    def __init__(self, cfg: ClassifierConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
-        if info.num_classes is not None and info.num_classes != cfg.num_classes:
-            raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {info.num_classes} classes")
         self.netC = MNISTClassifierNet(info.input_nc, cfg.num_classes, tuple(cfg.channels), cfg.dropout)
 
     def training_step(self, batch: Dict[str, torch.Tensor], opt: Optimization) -> Dict[str, torch.Tensor]:

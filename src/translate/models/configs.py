@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from translate.config import GanMode, InitType, Norm, OptimType
-from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
+from translate.config import GanMode, InitType, Norm, OptimType, at_least, require
+from translate.data.configs import DataConfig, ImageDataConfig
+from translate.networks.configs import DiscriminatorConfig, GeneratorConfig, check_discriminator_size, check_image_size
+
+#: The classes of the one class-conditional dataset here (MNIST's digits).
+MNIST_CLASSES = 10
 
 
 @dataclass
@@ -19,6 +23,15 @@ class NetworkOptimConfig:
     beta1: Optional[float] = None
     beta2: Optional[float] = None
     weight_decay: Optional[float] = None
+
+    def check(self, where: str) -> None:
+        if self.lr is not None:
+            require(self.lr > 0, f"{where}.lr", self.lr, "must be > 0, e.g. 2e-4")
+        for key in ("beta1", "beta2"):
+            value = getattr(self, key)
+            if value is not None:
+                require(0 <= value < 1, f"{where}.{key}", value, "must be in [0, 1), e.g. 0.5 or 0.999")
+        at_least(self.weight_decay, 0, f"{where}.weight_decay", optional=True)
 
 
 @dataclass
@@ -33,6 +46,11 @@ class OptimConfig:
     G: NetworkOptimConfig = field(default_factory=NetworkOptimConfig)
     D: NetworkOptimConfig = field(default_factory=NetworkOptimConfig)
 
+    def check(self, where: str) -> None:
+        NetworkOptimConfig(None, self.lr, self.beta1, self.beta2, self.weight_decay).check(where)
+        self.G.check(f"{where}.G")
+        self.D.check(f"{where}.D")
+
 
 @dataclass
 class EMAConfig:
@@ -43,25 +61,54 @@ class EMAConfig:
     # Before this step the average just follows the weights (early weights are not worth averaging).
     start_step: int = 0
 
+    def check(self, where: str) -> None:
+        require(0 <= self.decay < 1, f"{where}.decay", self.decay, "must be in [0, 1), e.g. 0.999 (0 turns the average off)")
+        at_least(self.start_step, 0, f"{where}.start_step")
+
 
 @dataclass
 class ModelConfig:
     """Keys every model has; each model extends it with its own (see ``translate.models``)."""
 
     name: str = "???"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        """Raise ConfigError naming the first key out of range, or that does not fit ``data``."""
+        self.optim.check(f"{where}.optim")
+        self.ema.check(f"{where}.ema")
+
+
+@dataclass
+class GANConfig(ModelConfig):
+    """Keys every GAN has: the game (see ``translate.losses.AdversarialLoss``). Each GAN adds its
+    ``generator`` and ``discriminator`` sections, whose schemas differ (a DCGAN pair for the cGAN, the image
+    networks of ``translate.networks.configs`` for pix2pix and CycleGAN)."""
+
     gan_mode: GanMode = GanMode.vanilla
     # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
     label_smoothing: float = 0.0
     lambda_gp: float = 10.0
     # gan_mode=wgan: the critic's weights are clipped to [-clip_value, clip_value] after each update.
     clip_value: float = 0.01
-    ema: EMAConfig = field(default_factory=EMAConfig)
     # DiffAugment (Zhao et al. 2020) of every image the discriminator sees: a comma-separated subset of
     # color, translation, cutout; empty for none.
     diffaugment: str = ""
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        require(0 <= self.label_smoothing < 1, f"{where}.label_smoothing", self.label_smoothing, "must be in [0, 1), e.g. 0.1")
+        at_least(self.lambda_gp, 0, f"{where}.lambda_gp")
+        require(self.clip_value > 0, f"{where}.clip_value", self.clip_value, "must be > 0, e.g. 0.01")
+
+
+def check_image_networks(generator: GeneratorConfig, discriminator: DiscriminatorConfig, data: DataConfig) -> None:
+    """Images of ``data``'s fixed size (its crop) must pass through the generator and leave the PatchGAN an
+    output; a preprocessing without a fixed size is checked image by image at run time."""
+    if isinstance(data, ImageDataConfig) and data.image_size is not None:
+        check_image_size(generator, data.image_size, "data.crop_size")
+        check_discriminator_size(discriminator, data.image_size)
 
 
 @dataclass
@@ -88,24 +135,34 @@ class DCGANDiscriminatorConfig:
 
 
 @dataclass
-class CGANConfig(ModelConfig):
+class CGANConfig(GANConfig):
     name: str = "cgan"
     z_dim: int = 100
     num_classes: int = 10
     generator: DCGANGeneratorConfig = field(default_factory=DCGANGeneratorConfig)
     discriminator: DCGANDiscriminatorConfig = field(default_factory=DCGANDiscriminatorConfig)
 
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        at_least(self.z_dim, 1, f"{where}.z_dim")
+        require(self.num_classes == MNIST_CLASSES, f"{where}.num_classes", self.num_classes, f"but MNIST has {MNIST_CLASSES} classes")
+
 
 @dataclass
-class Pix2PixConfig(ModelConfig):
+class Pix2PixConfig(GANConfig):
     name: str = "pix2pix"
     lambda_L1: float = 100.0
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="unet_256", norm=Norm.batch, dropout=True))
     discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.batch))
 
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        at_least(self.lambda_L1, 0, f"{where}.lambda_L1")
+        check_image_networks(self.generator, self.discriminator, data)
+
 
 @dataclass
-class CycleGANConfig(ModelConfig):
+class CycleGANConfig(GANConfig):
     name: str = "cyclegan"
     gan_mode: GanMode = GanMode.lsgan
     lambda_A: float = 10.0
@@ -115,9 +172,23 @@ class CycleGANConfig(ModelConfig):
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(arch="resnet_9blocks", norm=Norm.instance))
     discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(arch="basic", norm=Norm.instance))
 
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        for key in ("lambda_A", "lambda_B", "lambda_identity"):
+            at_least(getattr(self, key), 0, f"{where}.{key}")
+        at_least(self.pool_size, 0, f"{where}.pool_size", "0 keeps no history")
+        if self.lambda_identity > 0 and isinstance(data, ImageDataConfig) and data.input_nc != data.output_nc:
+            require(
+                False,
+                f"{where}.lambda_identity",
+                self.lambda_identity,
+                f"needs data.input_nc == data.output_nc (got {data.input_nc} and {data.output_nc}); set {where}.lambda_identity=0",
+            )
+        check_image_networks(self.generator, self.discriminator, data)
+
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(ModelConfig):
     name: str = "classifier"
     num_classes: int = 10
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
@@ -126,3 +197,8 @@ class ClassifierConfig:
     max_rotation: float = 10.0
     max_translation: float = 0.1
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, beta1=0.9))
+
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        require(self.num_classes == MNIST_CLASSES, f"{where}.num_classes", self.num_classes, f"but MNIST has {MNIST_CLASSES} classes")
+        require(0 <= self.dropout < 1, f"{where}.dropout", self.dropout, "must be in [0, 1)")

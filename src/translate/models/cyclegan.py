@@ -11,18 +11,18 @@ sees, real or fake, in its step and in the generators', is DiffAugmented first (
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from translate.augment import DiffAugment
-from translate.errors import ConfigError
 from translate.image_pool import ImagePool
-from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
-from translate.networks.discriminators import build_discriminator, check_discriminator_size
-from translate.networks.generators import build_generator, check_image_size
+from translate.losses import AdversarialLoss
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.configs import CycleGANConfig
+from translate.networks.discriminators import build_discriminator
+from translate.networks.generators import build_generator
 
 
 class CycleGAN(GANModel):
@@ -31,22 +31,15 @@ class CycleGAN(GANModel):
     data_kinds = ("unaligned",)
     optimizer_groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
 
-    def __init__(self, cfg: Any, info: DataInfo) -> None:
+    cfg: CycleGANConfig
+
+    def __init__(self, cfg: CycleGANConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
-        check_critic_norm(cfg)
-        if cfg.lambda_identity > 0 and info.input_nc != info.output_nc:
-            raise ConfigError(
-                f"model.lambda_identity={cfg.lambda_identity} needs data.input_nc == data.output_nc "
-                f"(got {info.input_nc} and {info.output_nc}); set model.lambda_identity=0"
-            )
-        if info.image_size is not None:
-            check_image_size(cfg.generator, info.image_size, "data.crop_size")
-            check_discriminator_size(cfg.discriminator, info.image_size)
         self.netG_A = build_generator(cfg.generator, info.input_nc, info.output_nc)
         self.netG_B = build_generator(cfg.generator, info.output_nc, info.input_nc)
         self.netD_A = build_discriminator(cfg.discriminator, info.output_nc)
         self.netD_B = build_discriminator(cfg.discriminator, info.input_nc)
-        self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        self.adversarial = AdversarialLoss(cfg.gan_mode, cfg.label_smoothing, cfg.lambda_gp, cfg.clip_value)
         self.fake_A_pool = ImagePool(cfg.pool_size)
         self.fake_B_pool = ImagePool(cfg.pool_size)
         self.augment = DiffAugment(cfg.diffaugment)
@@ -66,8 +59,8 @@ class CycleGAN(GANModel):
             # G_A and G_B: adversarial + cycle + identity, with both discriminators frozen
             set_requires_grad([self.netD_A, self.netD_B], False)
             with opt.autocast():
-                loss_gan_A = self.criterion(self.netD_A(self.augment(fake_B)), True, for_discriminator=False)
-                loss_gan_B = self.criterion(self.netD_B(self.augment(fake_A)), True, for_discriminator=False)
+                loss_gan_A = self.adversarial.generator_loss(self.netD_A(self.augment(fake_B)))
+                loss_gan_B = self.adversarial.generator_loss(self.netD_B(self.augment(fake_A)))
                 if cfg.lambda_identity > 0:
                     idt_A = self.netG_A(real_B)
                     idt_B = self.netG_B(real_A)
@@ -86,30 +79,30 @@ class CycleGAN(GANModel):
             set_requires_grad([self.netD_A, self.netD_B], True)
 
         # D_A and D_B: real vs. a fake drawn from the pool of past fakes
-        loss_D_A, scores_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B.detach()), opt)
-        loss_D_B, scores_B = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A.detach()), opt)
+        loss_D_A, report_A = self._discriminator_loss(self.netD_A, real_B, self.fake_B_pool.query(fake_B.detach()), opt)
+        loss_D_B, report_B = self._discriminator_loss(self.netD_B, real_A, self.fake_A_pool.query(fake_A.detach()), opt)
         opt.step("D", loss_D_A + loss_D_B)
-        if cfg.gan_mode == "wgan":
-            clip_weights([self.netD_A, self.netD_B], cfg.clip_value)
+        self.adversarial.after_discriminator_step([self.netD_A, self.netD_B])
 
         return {
             **{k: v.detach() for k, v in losses.items()},
             "loss_D/A": loss_D_A.detach(),
             "loss_D/B": loss_D_B.detach(),
-            "D_real/A": scores_A[0],
-            "D_fake/A": scores_A[1],
-            "D_real/B": scores_B[0],
-            "D_fake/B": scores_B[1],
+            "D_real/A": report_A["D_real"],
+            "D_fake/A": report_A["D_fake"],
+            "D_real/B": report_B["D_real"],
+            "D_fake/B": report_B["D_fake"],
         }
 
-    def _discriminator_loss(self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, opt: Optimization):
+    def _discriminator_loss(
+        self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, opt: Optimization
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """(GAN(D(real), real) + GAN(D(fake), fake)) / 2 for one of the two discriminators, and its report."""
         with opt.autocast():
             pred_real = net(self.augment(real))
             pred_fake = net(self.augment(fake))
-            loss = self.criterion(pred_real, True) + self.criterion(pred_fake, False)
-        if self.cfg.gan_mode == "wgangp":
-            loss = loss + gradient_penalty(net, real, fake, self.cfg.lambda_gp)
-        return loss * 0.5, (self.criterion.score(pred_real), self.criterion.score(pred_fake))
+        loss, report = self.adversarial.discriminator_loss(pred_real, pred_fake, net, real, fake)
+        return loss * 0.5, report
 
     @torch.no_grad()
     def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:

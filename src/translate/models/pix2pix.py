@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from translate.augment import DiffAugment
-from translate.losses import GANLoss, gradient_penalty
-from translate.models.base import DataInfo, GANModel, Optimization, check_critic_norm, clip_weights, set_requires_grad
-from translate.networks.discriminators import build_discriminator, check_discriminator_size
-from translate.networks.generators import build_generator, check_image_size
+from translate.losses import AdversarialLoss
+from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.configs import Pix2PixConfig
+from translate.networks.discriminators import build_discriminator
+from translate.networks.generators import build_generator
 
 
 class Pix2Pix(GANModel):
@@ -28,16 +29,14 @@ class Pix2Pix(GANModel):
     data_kinds = ("aligned",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
-    def __init__(self, cfg: Any, info: DataInfo) -> None:
+    cfg: Pix2PixConfig
+
+    def __init__(self, cfg: Pix2PixConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
-        check_critic_norm(cfg)
-        if info.image_size is not None:
-            check_image_size(cfg.generator, info.image_size, "data.crop_size")
-            check_discriminator_size(cfg.discriminator, info.image_size)
         self.netG = build_generator(cfg.generator, info.input_nc, info.output_nc)
         # The conditional D judges the pair, so it sees A's and B's channels together.
         self.netD = build_discriminator(cfg.discriminator, info.input_nc + info.output_nc)
-        self.criterion = GANLoss(cfg.gan_mode, cfg.label_smoothing)
+        self.adversarial = AdversarialLoss(cfg.gan_mode, cfg.label_smoothing, cfg.lambda_gp, cfg.clip_value)
         self.augment = DiffAugment(cfg.diffaugment)
 
     def _pair(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -49,26 +48,24 @@ class Pix2Pix(GANModel):
         with torch.set_grad_enabled(opt.generator_step), opt.autocast():  # G's graph only when G learns from it
             fake_B = self.netG(real_A)
 
-        # D: (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2
+        # D: (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)) / 2; a penalty interpolates B with A held fixed
         with opt.autocast():
             pred_real = self.netD(self._pair(real_A, real_B))
             pred_fake = self.netD(self._pair(real_A, fake_B.detach()))
-            loss_D_real = self.criterion(pred_real, True)
-            loss_D_fake = self.criterion(pred_fake, False)
-        loss_D = loss_D_real + loss_D_fake
-        if self.cfg.gan_mode == "wgangp":
-            loss_D = loss_D + gradient_penalty(self.netD, real_B, fake_B, self.cfg.lambda_gp, condition=real_A)
+
+        def critic(b: torch.Tensor) -> torch.Tensor:
+            return self.netD(torch.cat([real_A, b], 1))
+
+        loss_D, losses = self.adversarial.discriminator_loss(pred_real, pred_fake, critic, real_B, fake_B)
         opt.step("D", loss_D * 0.5)
-        if self.cfg.gan_mode == "wgan":
-            clip_weights([self.netD], self.cfg.clip_value)
-        losses = self.criterion.report(pred_real, pred_fake, loss_D_real, loss_D_fake)
+        self.adversarial.after_discriminator_step([self.netD])
         if not opt.generator_step:
             return losses
 
         # G: GAN(D(A, G(A)), real) + lambda_L1 * ||B - G(A)||_1, with D frozen
         set_requires_grad([self.netD], False)
         with opt.autocast():
-            loss_G_gan = self.criterion(self.netD(self._pair(real_A, fake_B)), True, for_discriminator=False)
+            loss_G_gan = self.adversarial.generator_loss(self.netD(self._pair(real_A, fake_B)))
         loss_G_L1 = F.l1_loss(fake_B.float(), real_B.float())
         opt.step("G", loss_G_gan + self.cfg.lambda_L1 * loss_G_L1)
         set_requires_grad([self.netD], True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from translate.config import InitType, Norm
+from translate.errors import ConfigError
 
 
 @dataclass
@@ -42,3 +43,102 @@ class DiscriminatorConfig:
     spectral_norm: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
+
+
+#: The ResNet generator's stride-2 downsamplings (so its sides are multiples of 4), and the fewest levels a
+#: U-Net can have (ngf, 2ngf, 4ngf, 8ngf and the innermost block).
+RESNET_DOWNSAMPLINGS = 2
+UNET_MIN_DOWNS = 5
+
+# arch -> (family, depth key, its depth): a preset's own depth, a family's (unet, resnet) default one
+GENERATOR_ARCHS: dict[str, tuple[str, str, int]] = {
+    "unet_256": ("unet", "num_downs", 8),
+    "unet_128": ("unet", "num_downs", 7),
+    "unet": ("unet", "num_downs", 8),
+    "resnet_9blocks": ("resnet", "n_blocks", 9),
+    "resnet_6blocks": ("resnet", "n_blocks", 6),
+    "resnet": ("resnet", "n_blocks", 9),
+}
+
+
+def resolve_preset(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> tuple[str, int]:
+    """Return ``(family, depth)`` for ``cfg.arch``; shared by the generator and discriminator factories.
+
+    The depth key (``num_downs``, ``n_blocks``, ``n_layers``) is null unless someone set it: then the arch
+    decides (``unet_128``: 7); a number set explicitly wins over the arch's, so ``arch=resnet_9blocks
+    n_blocks=6`` builds 6 blocks.
+    """
+    arch = str(cfg.arch)
+    if arch not in presets:
+        raise ConfigError(f"{section}.arch={arch!r} is not known; choose one of: {', '.join(presets)}")
+    family, key, depth = presets[arch]
+    value = getattr(cfg, key)
+    return family, depth if value is None else int(value)
+
+
+def describe(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> str:
+    """The network ``cfg`` builds, as a user would name it: ``unet_256``, or ``unet (num_downs=6)`` where
+    the depth is not the preset's."""
+    family, depth = resolve_preset(section, presets, cfg)
+    arch = str(cfg.arch)
+    _, key, own = presets[arch]
+    return arch if arch != family and depth == own else f"{family} ({key}={depth})"
+
+
+# arch -> (family, depth key, its n_layers, as resolve_preset reads it); n_layers 0 is the pixel D
+DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, int]] = {
+    "basic": ("n_layers", "n_layers", 3),
+    "n_layers": ("n_layers", "n_layers", 3),
+    "pixel": ("n_layers", "n_layers", 0),
+}
+
+
+def size_hint(multiple: int, size: int) -> str:
+    below = size // multiple * multiple
+    first = below if below else multiple
+    return f"image sides must be multiples of {multiple} (e.g. {first}, {first + multiple})"
+
+
+def input_multiple(cfg: GeneratorConfig, section: str = "model.generator") -> int:
+    """The number every image side must be a multiple of for the generator ``cfg`` describes:
+    ``2 ** num_downs`` for a U-Net, 4 for a ResNet."""
+    family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg)
+    return 2**depth if family == "unet" else 2**RESNET_DOWNSAMPLINGS
+
+
+def _fitting_unet(size: int) -> Optional[str]:
+    """The generator settings of the deepest U-Net that takes sides of ``size`` (None if none does)."""
+    depth = next((d for d in range(8, UNET_MIN_DOWNS - 1, -1) if size % 2**d == 0), None)
+    if depth is None:
+        return None
+    preset = next((name for name, (family, _, own) in GENERATOR_ARCHS.items() if family == "unet" != name and own == depth), None)
+    return f"model.generator.arch={preset}" if preset else f"model.generator.arch=unet model.generator.num_downs={depth}"
+
+
+def check_image_size(cfg: Any, size: int, what: str = "crop size", section: str = "model.generator") -> None:
+    """Raise ConfigError if square images of side ``size`` cannot pass through the generator ``cfg`` describes.
+
+    Call it before training so a bad ``data.crop_size`` fails at once, naming what would fit, e.g. "crop
+    size 128 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512); for 128 use
+    model.generator.arch=unet_128".
+    """
+    multiple = input_multiple(cfg, section)
+    if size % multiple:
+        fitting = _fitting_unet(size) if multiple > 2**RESNET_DOWNSAMPLINGS else None
+        other = f"; for {size} use {fitting}" if fitting else ""
+        raise ConfigError(f"{what} {size} does not fit {describe(section, GENERATOR_ARCHS, cfg)}: {size_hint(multiple, size)}{other}")
+
+
+def check_discriminator_size(cfg: Any, size: int, what: str = "data.crop_size", section: str = "model.discriminator") -> None:
+    """Raise ConfigError if ``size`` x ``size`` images leave the PatchGAN ``cfg`` describes no output.
+
+    ``n_layers`` stride-2 convolutions then two more 4x4 convolutions need ``size >= 3 * 2**n_layers``
+    (24 for the 70x70 PatchGAN) to keep at least one patch and a normalisable last hidden map.
+    """
+    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg)
+    smallest = 3 * 2**n_layers if n_layers > 0 else 1
+    if size < smallest:
+        raise ConfigError(
+            f"{what} {size} is too small for the PatchGAN ({section}.n_layers={n_layers}): "
+            f"use {what} >= {smallest} or a smaller {section}.n_layers"
+        )

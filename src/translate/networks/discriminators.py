@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
-from translate.networks.generators import resolve_preset
+from translate.networks.configs import DISCRIMINATOR_ARCHS, resolve_preset
 from translate.networks.init import add_spectral_norm, init_weights, norm_layer, uses_bias
 
 
@@ -197,14 +197,6 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
-# arch -> (family, depth key, its n_layers, as resolve_preset reads it); n_layers 0 is the pixel D
-DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, int]] = {
-    "basic": ("n_layers", "n_layers", 3),
-    "n_layers": ("n_layers", "n_layers", 3),
-    "pixel": ("n_layers", "n_layers", 0),
-}
-
-
 def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discriminator") -> nn.Module:
     """Build and initialise the discriminator that ``cfg`` (a DiscriminatorConfig node) describes.
 
@@ -222,21 +214,6 @@ def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discrimin
         return init_weights(net, cfg.init_type, cfg.init_gain)
     except ValueError as err:
         raise ConfigError(f"{section}.{err}") from None
-
-
-def check_discriminator_size(cfg: Any, size: int, what: str = "data.crop_size", section: str = "model.discriminator") -> None:
-    """Raise ConfigError if ``size`` x ``size`` images leave the PatchGAN ``cfg`` describes no output.
-
-    ``n_layers`` stride-2 convolutions then two more 4x4 convolutions need ``size >= 3 * 2**n_layers``
-    (24 for the 70x70 PatchGAN) to keep at least one patch and a normalisable last hidden map.
-    """
-    _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg)
-    smallest = 3 * 2**n_layers if n_layers > 0 else 1
-    if size < smallest:
-        raise ConfigError(
-            f"{what} {size} is too small for the PatchGAN ({section}.n_layers={n_layers}): "
-            f"use {what} >= {smallest} or a smaller {section}.n_layers"
-        )
 
 
 def receptive_field(net: nn.Module, input_nc: int, size: int = 512) -> int:

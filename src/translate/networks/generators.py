@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Optional
 
 import torch
@@ -11,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
+from translate.networks.configs import GENERATOR_ARCHS, RESNET_DOWNSAMPLINGS, UNET_MIN_DOWNS, resolve_preset, size_hint
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
 
@@ -98,12 +98,6 @@ class ConditionalGenerator(nn.Module):
 PADDING_TYPES = ("reflect", "replicate", "zero")
 
 
-def _size_hint(multiple: int, size: int) -> str:
-    below = size // multiple * multiple
-    first = below if below else multiple
-    return f"image sides must be multiples of {multiple} (e.g. {first}, {first + multiple})"
-
-
 def _check_input(x: torch.Tensor, multiple: int, name: str) -> None:
     """Reject an input whose sides the network cannot halve often enough (a shape check, no data access)."""
     h, w = x.shape[-2:]
@@ -111,7 +105,7 @@ def _check_input(x: torch.Tensor, multiple: int, name: str) -> None:
         bad = h if h % multiple else w
         # A ConfigError (a ValueError) so that the entry points print it as one line: sizes come from data.*.
         raise ConfigError(
-            f"input of size {h}x{w} does not fit {name}: {_size_hint(multiple, bad)}; "
+            f"input of size {h}x{w} does not fit {name}: {size_hint(multiple, bad)}; "
             "set data.load_size / data.crop_size / data.preprocess to give such sizes"
         )
 
@@ -187,7 +181,7 @@ class UnetGenerator(nn.Module):
     """
 
     #: The five levels that carry ngf, 2ngf, 4ngf, 8ngf and the innermost block.
-    min_num_downs = 5
+    min_num_downs = UNET_MIN_DOWNS
 
     def __init__(
         self,
@@ -250,7 +244,7 @@ class ResnetGenerator(nn.Module):
     (``input_multiple``), else forward raises ValueError.
     """
 
-    n_downsampling = 2
+    n_downsampling = RESNET_DOWNSAMPLINGS
 
     def __init__(
         self,
@@ -298,41 +292,6 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
-# arch -> (family, depth key, its depth): a preset's own depth, a family's (unet, resnet) default one
-GENERATOR_ARCHS: dict[str, tuple[str, str, int]] = {
-    "unet_256": ("unet", "num_downs", 8),
-    "unet_128": ("unet", "num_downs", 7),
-    "unet": ("unet", "num_downs", 8),
-    "resnet_9blocks": ("resnet", "n_blocks", 9),
-    "resnet_6blocks": ("resnet", "n_blocks", 6),
-    "resnet": ("resnet", "n_blocks", 9),
-}
-
-
-def resolve_preset(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> tuple[str, int]:
-    """Return ``(family, depth)`` for ``cfg.arch``; shared by the generator and discriminator factories.
-
-    The depth key (``num_downs``, ``n_blocks``, ``n_layers``) is null unless someone set it: then the arch
-    decides (``unet_128``: 7); a number set explicitly wins over the arch's, so ``arch=resnet_9blocks
-    n_blocks=6`` builds 6 blocks.
-    """
-    arch = str(cfg.arch)
-    if arch not in presets:
-        raise ConfigError(f"{section}.arch={arch!r} is not known; choose one of: {', '.join(presets)}")
-    family, key, depth = presets[arch]
-    value = getattr(cfg, key)
-    return family, depth if value is None else int(value)
-
-
-def describe(section: str, presets: Mapping[str, tuple[str, str, int]], cfg: Any) -> str:
-    """The network ``cfg`` builds, as a user would name it: ``unet_256``, or ``unet (num_downs=6)`` where
-    the depth is not the preset's."""
-    family, depth = resolve_preset(section, presets, cfg)
-    arch = str(cfg.arch)
-    _, key, own = presets[arch]
-    return arch if arch != family and depth == own else f"{family} ({key}={depth})"
-
-
 def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "model.generator") -> nn.Module:
     """Build and initialise the image-to-image generator that ``cfg`` (a GeneratorConfig node) describes.
 
@@ -351,37 +310,9 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
         raise ConfigError(f"{section}.{err}") from None
 
 
-def generator_input_multiple(net_or_cfg: Any, section: str = "model.generator") -> int:
-    """The number every image side must be a multiple of: ``2 ** num_downs`` for a U-Net, 4 for a ResNet.
-
-    Takes a built generator (its ``input_multiple``) or a GeneratorConfig node.
-    """
-    if isinstance(net_or_cfg, nn.Module):
-        if not hasattr(net_or_cfg, "input_multiple"):
-            raise TypeError(f"{type(net_or_cfg).__name__} is not an image-to-image generator")
-        return int(net_or_cfg.input_multiple)
-    family, depth = resolve_preset(section, GENERATOR_ARCHS, net_or_cfg)
-    return 2**depth if family == "unet" else 2**ResnetGenerator.n_downsampling
-
-
-def _fitting_unet(size: int) -> Optional[str]:
-    """The generator settings of the deepest U-Net that takes sides of ``size`` (None if none does)."""
-    depth = next((d for d in range(8, UnetGenerator.min_num_downs - 1, -1) if size % 2**d == 0), None)
-    if depth is None:
-        return None
-    preset = next((name for name, (family, _, own) in GENERATOR_ARCHS.items() if family == "unet" != name and own == depth), None)
-    return f"model.generator.arch={preset}" if preset else f"model.generator.arch=unet model.generator.num_downs={depth}"
-
-
-def check_image_size(cfg: Any, size: int, what: str = "crop size", section: str = "model.generator") -> None:
-    """Raise ConfigError if square images of side ``size`` cannot pass through the generator ``cfg`` describes.
-
-    Call it before training so a bad ``data.crop_size`` fails at once, naming what would fit, e.g. "crop
-    size 128 does not fit unet_256: image sides must be multiples of 256 (e.g. 256, 512); for 128 use
-    model.generator.arch=unet_128".
-    """
-    multiple = generator_input_multiple(cfg, section)
-    if size % multiple:
-        fitting = _fitting_unet(size) if multiple > 2**ResnetGenerator.n_downsampling else None
-        other = f"; for {size} use {fitting}" if fitting else ""
-        raise ConfigError(f"{what} {size} does not fit {describe(section, GENERATOR_ARCHS, cfg)}: {_size_hint(multiple, size)}{other}")
+def generator_input_multiple(net: nn.Module) -> int:
+    """The number every image side must be a multiple of for a built image-to-image generator (its
+    ``input_multiple``: ``2 ** num_downs`` for a U-Net, 4 for a ResNet)."""
+    if not hasattr(net, "input_multiple"):
+        raise TypeError(f"{type(net).__name__} is not an image-to-image generator")
+    return int(net.input_multiple)

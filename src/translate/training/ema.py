@@ -55,11 +55,3 @@ class GeneratorEMA:
         finally:
             for name, net in self.nets.items():
                 net.load_state_dict(raw[name])
-
-
-def averaged_weights(ema_state: Mapping[str, Mapping[str, torch.Tensor]]) -> Dict[str, Dict[str, torch.Tensor]]:
-    """The averaged weights of a checkpoint's ``ema`` entry by network, with the networks' own keys."""
-    return {
-        name: {key[len("module.") :]: value for key, value in state.items() if key.startswith("module.")}
-        for name, state in ema_state.items()
-    }

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, StepLR
+
+from translate.config import LrPolicy, TrainerConfig
 
 
 def linear_decay_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
@@ -14,15 +14,13 @@ def linear_decay_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float
     return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
 
 
-def build_scheduler(optimizer: Optimizer, trainer: Any) -> LRScheduler:
-    policy = str(trainer.lr_policy)
-    if policy == "linear":
+def build_scheduler(optimizer: Optimizer, trainer: TrainerConfig) -> LRScheduler:
+    policy = LrPolicy(trainer.lr_policy)
+    if policy == LrPolicy.linear:
         n, n_decay = trainer.n_epochs, trainer.n_epochs_decay
         return LambdaLR(optimizer, lambda epoch: linear_decay_factor(epoch, n, n_decay))
-    if policy == "step":
+    if policy == LrPolicy.step:
         return StepLR(optimizer, step_size=trainer.lr_decay_epochs, gamma=trainer.lr_decay_gamma)
-    if policy == "cosine":
+    if policy == LrPolicy.cosine:
         return CosineAnnealingLR(optimizer, T_max=max(1, trainer.n_epochs + trainer.n_epochs_decay), eta_min=0.0)
-    if policy == "constant":
-        return LambdaLR(optimizer, lambda epoch: 1.0)
-    raise ValueError(f"trainer.lr_policy={policy!r} is not supported; use linear, step, cosine or constant")
+    return LambdaLR(optimizer, lambda epoch: 1.0)

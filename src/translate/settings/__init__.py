@@ -1,0 +1,1 @@
+"""What each command runs with: the typed configs (:mod:`.schema`, no torch) and their one validation (:mod:`.validate`)."""
