@@ -21,11 +21,13 @@ demo: $(STAMP)
 	$(BIN)/translate-test run="$$(ls -td outputs/cgan/mnist_subset/*/ | head -n 1)"
 	@echo "Samples: $$(ls -td outputs/cgan/mnist_subset/*/ | head -n 1)test_latest/grid.png"
 
-# The layers contract (pyproject.toml: tool.importlinter) and ruff's rules first, then the tests.
+# The layers contract (pyproject.toml: tool.importlinter), ruff's rules and the type checker (tool.mypy) first,
+# then the tests.
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured

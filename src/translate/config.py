@@ -14,7 +14,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional, Type, TypeVar
+from typing import Any, Optional, Type, TypeVar, cast
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -269,7 +269,7 @@ class ExportConfig:
 
     run: Optional[str] = None
     checkpoint: Optional[str] = None
-    format: ExportFormat = MISSING  # type: ignore[assignment]
+    format: ExportFormat = MISSING
     # G (pix2pix, cGAN), G_A or G_B (CycleGAN); null: the run's first generator.
     network: Optional[str] = None
     output: Optional[str] = None
@@ -327,7 +327,7 @@ def to_typed(schema: Type[T], node: Any, where: str = "", base: Optional[DictCon
     schema's types (a model's own schema in TrainConfig's ``model``)."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema) if base is None else base, plain(node) if node is not None else {})
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        return cast(T, OmegaConf.to_object(merged))
     except MissingMandatoryValue as err:
         key = ".".join(k for k in (where, str(err.full_key or "")) if k)
         choices = _choices(schema, str(err.full_key or ""))

@@ -77,6 +77,11 @@ def compose_config(config_name: str, overrides: Sequence[str], return_hydra_conf
         return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+def _line(override: Override) -> str:
+    """The override as it was typed (``key=value``)."""
+    return override.input_line or f"{override.get_key_element()}={override.get_value_string()}"
+
+
 def _nearest(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
@@ -109,9 +114,9 @@ def _check_no_sweep(parsed: Sequence[Override], multirun: bool) -> None:
         return
     for override in parsed:
         if not override.is_hydra_override() and override.is_sweep_override():
-            key, value = override.input_line.split("=", 1)
+            key, value = _line(override).split("=", 1)
             raise ConfigError(
-                f"{override.input_line}: a comma separates the values of a sweep on the command line; for one value, "
+                f"{_line(override)}: a comma separates the values of a sweep on the command line; for one value, "
                 f"quote it: \"{key}='{value}'\" (or add -m to run one job per value)"
             )
 
@@ -120,9 +125,9 @@ def _check_sweeper_params(parsed: Sequence[Override]) -> None:
     """Hydra takes no ranges in its own keys: an Optuna search space on the command line is the override of the
     key itself (the sweeper reads ``key=interval(...)`` as the space to search)."""
     for override in parsed:
-        if override.input_line.startswith(_SWEEPER_PARAMS):
-            line = override.input_line[len(_SWEEPER_PARAMS) :]
-            raise ConfigError(f"{override.input_line}: Hydra takes no ranges in its own keys; give the search space as {line}")
+        if _line(override).startswith(_SWEEPER_PARAMS):
+            line = _line(override)[len(_SWEEPER_PARAMS) :]
+            raise ConfigError(f"{_line(override)}: Hydra takes no ranges in its own keys; give the search space as {line}")
 
 
 def check_command_line(config_name: str, args: Sequence[str]) -> None:
@@ -147,7 +152,7 @@ def check_command_line(config_name: str, args: Sequence[str]) -> None:
                 raise ConfigError(
                     f"{group}={value} is not an option of {group}{_nearest(str(value), options)} (options: {', '.join(options)})"
                 )
-        first = [o.input_line if o.type == OverrideType.DEL else f"{o.get_key_element()}={_first_value(o)}" for o in choices]
+        first = [_line(o) if o.type == OverrideType.DEL else f"{o.get_key_element()}={_first_value(o)}" for o in choices]
         cfg = compose(config_name, overrides=first, return_hydra_config=False)
     for override in own:
         if override in choices or override.type in (OverrideType.ADD, OverrideType.FORCE_ADD):
@@ -162,7 +167,7 @@ def _check_value(cfg: DictConfig, override: Override) -> None:
     siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     if name not in siblings:
         hint = _nearest(name, siblings).replace("mean ", f"mean {parent}." if parent else "mean ")
-        raise ConfigError(f"{override.input_line}: {key} is not a key of this config{hint} (--cfg job lists every key)")
+        raise ConfigError(f"{_line(override)}: {key} is not a key of this config{hint} (--cfg job lists every key)")
     value = _first_value(override)
     if override.type == OverrideType.DEL or value is _ABSENT:
         return
@@ -170,4 +175,4 @@ def _check_value(cfg: DictConfig, override: Override) -> None:
         OmegaConf.update(cfg, key, value, merge=True)
     except OmegaConfBaseException as err:
         reason = str(getattr(err, "msg", err)).splitlines()[0]
-        raise ConfigError(f"{key}: {reason} (from {override.input_line})") from None
+        raise ConfigError(f"{key}: {reason} (from {_line(override)})") from None

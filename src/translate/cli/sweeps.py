@@ -156,7 +156,7 @@ class SweepSummary(Callback):
         from translate.settings.validate import objective_of, validate_train
 
         try:
-            run = validate_train(OmegaConf.masked_copy(config, [key for key in config if key != "hydra"]))
+            run = validate_train(OmegaConf.masked_copy(config, [str(key) for key in config if key != "hydra"]))
             check_direction(config, objective_of(run).direction)
         except TranslateError as err:
             fail("translate-train", err)

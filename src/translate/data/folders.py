@@ -15,8 +15,8 @@ from typing import Callable, Optional, Sequence, TypeVar, Union
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
+from translate.data.base import SplitDataset
 from translate.data.configs import LAYOUTS, Direction, ImageDataConfig
 from translate.data.transforms import ImageTransform
 from translate.errors import BadImageError, DatasetLayoutError, DatasetNotFoundError, ImageTooSmallError
@@ -60,7 +60,7 @@ def find_images(folder: PathLike, expected: str = "a folder of images") -> list[
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{folder}: no such folder; expected {expected}")
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         found.extend(Path(dirpath, f) for f in filenames if not _hidden(f) and is_image_file(f))
@@ -148,7 +148,7 @@ def keep_usable(items: Sequence[T], check: Callable[[T], object], where: str) ->
     return kept
 
 
-class FolderDataset(Dataset):
+class FolderDataset(SplitDataset):
     """Shared part of the image-folder datasets: preprocessing, ``info``, the root folder.
 
     Args:

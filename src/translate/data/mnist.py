@@ -6,13 +6,13 @@ import functools
 import gzip
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import IO, Any, Dict, Tuple, cast
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.datasets import MNIST
 from torchvision.transforms.v2 import functional as TF
 
+from translate.data.base import SplitDataset
 from translate.data.configs import MNISTDataConfig
 from translate.data.sampling import SampleKey, sample_rng
 from translate.errors import DatasetNotFoundError
@@ -26,7 +26,7 @@ SPLITS = ("train", "test")
 def load_bundled(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """The real-MNIST subset shipped in the package (see scripts/make_mnist_subset.py)."""
     with resources.files("translate.assets").joinpath("mnist_subset.pt.gz").open("rb") as raw, gzip.open(raw) as f:
-        state = torch.load(f, weights_only=True)
+        state = torch.load(cast(IO[bytes], f), weights_only=True)
     return state[f"{split}_images"], state[f"{split}_labels"].long()
 
 
@@ -65,7 +65,7 @@ def _missing_message(root: str, why: str) -> str:
     )
 
 
-class MNISTDataset(Dataset):
+class MNISTDataset(SplitDataset):
     """MNIST resized to ``image_size`` (bilinear, antialiased), in [-1, 1].
 
     Items: ``{"image": Tensor[1, S, S], "label": int64}``. Splits: ``train`` and ``test``.

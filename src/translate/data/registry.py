@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Tuple
 
-from torch.utils.data import Dataset
-
 from translate.data.aligned import AlignedDataset
+from translate.data.base import SplitDataset
 from translate.data.mnist import MNISTDataset
 from translate.data.single import SingleDataset
 from translate.data.unaligned import UnalignedDataset
@@ -20,12 +19,12 @@ DATASETS = {
 }
 
 
-def build_dataset(cfg: Any, split: str, train: bool) -> Dataset:
+def build_dataset(cfg: Any, split: str, train: bool) -> SplitDataset:
     """The ``split`` of the dataset ``cfg`` describes; ``train`` turns on random augmentation."""
     return DATASETS[str(cfg.kind)](cfg, split=split, train=train)
 
 
-def first_split(cfg: Any, candidates: Iterable[str]) -> Optional[Tuple[str, Dataset]]:
+def first_split(cfg: Any, candidates: Iterable[str]) -> Optional[Tuple[str, SplitDataset]]:
     """The first of ``candidates`` that this dataset has, with that split built for evaluation
     (``train=False``), so that a caller who needs it does not build it again; None if it has none."""
     for split in candidates:

@@ -98,7 +98,9 @@ class ImageTransform:
                 return w, h
             return self.load_size, int(max(self.load_size * h / w, self.crop_size))
         if self.preprocess == Preprocess.none:
-            return tuple(max(_SIDE_MULTIPLE, round(s / _SIDE_MULTIPLE) * _SIDE_MULTIPLE) for s in (w, h))
+            return max(_SIDE_MULTIPLE, round(w / _SIDE_MULTIPLE) * _SIDE_MULTIPLE), max(
+                _SIDE_MULTIPLE, round(h / _SIDE_MULTIPLE) * _SIDE_MULTIPLE
+            )
         return w, h
 
     def sample(self, size: Size, gen: torch.Generator, path: Union[str, PathLike, None] = None) -> CropFlip:

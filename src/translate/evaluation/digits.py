@@ -97,7 +97,9 @@ def load_classifier(source: Optional[str] = None) -> MNISTClassifierNet:
     ckpt = Checkpoint.from_state(state, path)
     if ckpt.model != "classifier":
         raise CheckpointError(f"metrics.classifier={source} holds a {ckpt.model!r} run; pass a model=classifier run or weights file")
-    return trained_model(ckpt, Weights.raw, path).netC
+    net = trained_model(ckpt, Weights.raw, path).netC
+    assert isinstance(net, MNISTClassifierNet)
+    return net
 
 
 def reference_digits(data: MNISTDataConfig, split: str, limit: Optional[int] = None) -> Digits:

@@ -41,7 +41,9 @@ def ssim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Structural similarity per image (Gaussian 11x11 window, on images rescaled to [0, 1]):
     ``[N, C, H, W] x 2 -> [N]``; 1 when equal."""
     _check_pair(fake, real)
-    return structural_similarity_index_measure((fake.float() + 1) / 2, (real.float() + 1) / 2, data_range=1.0, reduction="none")
+    values = structural_similarity_index_measure((fake.float() + 1) / 2, (real.float() + 1) / 2, data_range=1.0, reduction="none")
+    assert isinstance(values, torch.Tensor)  # a pair comes back only when asked for the full SSIM map
+    return values
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

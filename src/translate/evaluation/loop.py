@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from translate.data.base import SplitDataset
 from translate.data.batch import move_to
 
 #: Per-image metrics ``{name: [N]}`` of a batch's visuals (real_A, fake_B, ...).
@@ -23,7 +24,7 @@ BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, tor
 def evaluate(
     model: Any,
     metrics_of: PerImageMetrics,
-    datasets: List[Dataset],
+    datasets: List[SplitDataset],
     batch_size: int,
     device: torch.device,
     limit: Optional[int] = None,

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-from torch.utils.data import Dataset
 
 from translate.config import TestConfig, ValMetricsConfig
+from translate.data.base import SplitDataset
 from translate.data.configs import DataConfig, Direction, ImageDataConfig, MNISTDataConfig, evaluation_data
 from translate.data.registry import build_dataset, first_split
 from translate.data.single import SingleDataset
@@ -65,7 +65,7 @@ class Translation(Protocol):
         extra = tuple(f"{kind}_{side}" for side in self.sides for kind in ("FID", "KID", "IS")) if distributions else ()
         return self.per_image + extra
 
-    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
         """The datasets translate-test and validation run through ``model.translate``."""
         return [build_dataset(data, split, train=False)]
 
@@ -134,7 +134,7 @@ class OneWay(Paired):
     split's A halves with B as the target, or one side (``<split>A``, or ``<split>B`` with
     direction=BtoA) of ``unaligned`` data."""
 
-    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
         if isinstance(data, ImageDataConfig) and data.kind == "unaligned":
             side = "B" if data.direction == Direction.BtoA else "A"
             folder = Path(data.root).expanduser() / f"{split}{side}"
@@ -150,11 +150,15 @@ class OneWay(Paired):
         return [dataset]
 
 
-class _AsDomainB(Dataset):
+class _AsDomainB(SplitDataset):
     """Presents a one-folder dataset's items as B-domain inputs, for G_B."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: SplitDataset) -> None:
         self.dataset = dataset
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        return self.dataset.info
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -178,7 +182,7 @@ class Cycle(Translation):
             if f"real_{side}" in visuals
         }
 
-    def datasets(self, model: Any, data: DataConfig, split: str) -> List[Dataset]:
+    def datasets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
         """Unaligned data: every image of <split>A through G_A, then every image of <split>B through G_B.
         A single folder: one way, G_A for direction=AtoB, G_B for BtoA."""
         assert isinstance(data, ImageDataConfig)
@@ -193,7 +197,7 @@ class Cycle(Translation):
         return [self._one_way(model, data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
 
     @staticmethod
-    def _one_way(model: Any, data: ImageDataConfig, split: str, side: str) -> Dataset:
+    def _one_way(model: Any, data: ImageDataConfig, split: str, side: str) -> SplitDataset:
         channels = model.info.input_nc if side == "A" else model.info.output_nc
         single = SingleDataset(replace(data, kind="single", input_nc=channels), split, train=False)
         return single if side == "A" else _AsDomainB(single)

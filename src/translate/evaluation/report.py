@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from torch.utils.data import Dataset
 
 from translate.config import TestConfig
+from translate.data.base import SplitDataset
 from translate.evaluation.fid import DistributionMetrics
 from translate.evaluation.loop import PerImageMetrics, evaluate
 from translate.files import atomic_write, resolve_checkpoint
@@ -54,7 +54,7 @@ class Row:
 def write_translations(
     model: Any,
     metrics_of: PerImageMetrics,
-    datasets: List[Dataset],
+    datasets: List[SplitDataset],
     out: Path,
     cfg: TestConfig,
     device: torch.device,
@@ -79,7 +79,7 @@ def write_translations(
     metrics = evaluate(model, metrics_of, datasets, cfg.batch_size, device, cfg.num_test, write_batch)
     if distributions is not None:
         metrics.update(distributions.compute())
-    checkpoint = resolve_checkpoint(cfg.checkpoint or cfg.run)
+    checkpoint = resolve_checkpoint(cfg.checkpoint or cfg.run or "")
     write_index(out / "index.html", rows, metrics, run=str(cfg.run or checkpoint.parent), checkpoint=str(checkpoint))
     write_metrics(out, metrics)
 

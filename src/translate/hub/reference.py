@@ -94,10 +94,6 @@ class GeneratorLayout:
     zero_padding: Optional[bool] = None
 
     @property
-    def depth_key(self) -> str:
-        return "n_blocks" if self.family == "resnet" else "num_downs"
-
-    @property
     def arch(self) -> str:
         """The preset name for this family and depth (e.g. ``resnet_9blocks``), else the family name."""
         return _preset(self.family, self.depth) or self.family
@@ -203,7 +199,8 @@ def apply_layout(layout: GeneratorLayout, cfg: Optional[GeneratorConfig] = None,
     """A copy of the generator config ``cfg`` (defaults when None) with every key the file implies set from
     ``layout``; with ``warn``, each disagreement with ``cfg`` is logged."""
     base = GeneratorConfig() if cfg is None else cfg
-    out = replace(base, arch=layout.arch, ngf=layout.ngf, norm=Norm(layout.norm), **{layout.depth_key: layout.depth})
+    out = replace(base, arch=layout.arch, ngf=layout.ngf, norm=Norm(layout.norm))
+    out = replace(out, n_blocks=layout.depth) if layout.family == "resnet" else replace(out, num_downs=layout.depth)
     if layout.dropout is not None:
         out = replace(out, dropout=layout.dropout)
     if layout.zero_padding is not None and layout.zero_padding != (out.padding_type == "zero"):

@@ -30,6 +30,7 @@ class CGAN(GANModel):
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
     cfg: CGANConfig
+    fixed_z: torch.Tensor
 
     def __init__(self, cfg: CGANConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)

@@ -11,7 +11,7 @@ sees, real or fake, in its step and in the generators', is DiffAugmented first (
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class CycleGAN(GANModel):
             if cfg.lambda_identity > 0:
                 losses["loss_G/idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * cfg.lambda_B * cfg.lambda_identity
                 losses["loss_G/idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * cfg.lambda_A * cfg.lambda_identity
-            opt.step("G", sum(losses.values()))
+            opt.step("G", cast(torch.Tensor, sum(losses.values())))
             set_requires_grad([self.netD_A, self.netD_B], True)
 
         # D_A and D_B: real vs. a fake drawn from the pool of past fakes

@@ -238,6 +238,7 @@ def receptive_field(net: nn.Module, input_nc: int, size: int = 512) -> int:
     x = torch.ones(1, input_nc, size, size, dtype=torch.float64, requires_grad=True)
     out = probe(x)
     out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    assert x.grad is not None
     hit = x.grad[0].abs().sum(0) > 0
     rows = hit.any(1).nonzero().flatten()
     cols = hit.any(0).nonzero().flatten()

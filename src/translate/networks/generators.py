@@ -152,7 +152,9 @@ class UnetSkipConnectionBlock(nn.Module):
         downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
         # the skip concatenation of the inner block doubles the channels that come back up
         up_in = inner_nc if innermost else inner_nc * 2
+        layers: list[nn.Module]
         if outermost:
+            assert submodule is not None
             upconv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [downconv, submodule, nn.ReLU(True), upconv, nn.Tanh()]
         else:
@@ -160,6 +162,7 @@ class UnetSkipConnectionBlock(nn.Module):
             if innermost:
                 layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv, make_norm(outer_nc)]
             else:
+                assert submodule is not None
                 layers = [nn.LeakyReLU(0.2, True), downconv, make_norm(inner_nc), submodule]
                 layers += [nn.ReLU(True), upconv, make_norm(outer_nc)] + ([nn.Dropout(0.5)] if dropout else [])
         self.model = nn.Sequential(*layers)
@@ -313,6 +316,7 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
 def generator_input_multiple(net: nn.Module) -> int:
     """The number every image side must be a multiple of for a built image-to-image generator (its
     ``input_multiple``: ``2 ** num_downs`` for a U-Net, 4 for a ResNet)."""
-    if not hasattr(net, "input_multiple"):
+    multiple = getattr(net, "input_multiple", None)
+    if not isinstance(multiple, int):
         raise TypeError(f"{type(net).__name__} is not an image-to-image generator")
-    return int(net.input_multiple)
+    return multiple

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import torch
 import torch.nn as nn
 from torch.nn import init
 from torch.nn.utils import parametrize
@@ -64,19 +65,21 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
             init_fn(m)
             spectral_norm(m)
-        elif hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
+        elif isinstance(getattr(m, "weight", None), torch.Tensor) and ("Conv" in name or "Linear" in name):
+            weight, bias = m.weight, getattr(m, "bias", None)
+            assert isinstance(weight, torch.Tensor)
             if init_type == "normal":
-                init.normal_(m.weight, 0.0, init_gain)
+                init.normal_(weight, 0.0, init_gain)
             elif init_type == "xavier":
-                init.xavier_normal_(m.weight, gain=init_gain)
+                init.xavier_normal_(weight, gain=init_gain)
             elif init_type == "kaiming":
-                init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                init.kaiming_normal_(weight, a=0, mode="fan_in")
             elif init_type == "orthogonal":
-                init.orthogonal_(m.weight, gain=init_gain)
+                init.orthogonal_(weight, gain=init_gain)
             else:
                 raise ValueError(f"init_type={init_type!r} is not supported; use normal, xavier, kaiming or orthogonal")
-            if getattr(m, "bias", None) is not None:
-                init.zeros_(m.bias)
+            if isinstance(bias, torch.Tensor):
+                init.zeros_(bias)
         elif isinstance(m, nn.BatchNorm2d) and m.affine:
             init.normal_(m.weight, 1.0, init_gain)
             init.zeros_(m.bias)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Type, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +25,7 @@ from translate.evaluation.image_metrics import higher_is_better
 from translate.evaluation.protocols import PROTOCOLS
 from translate.losses import check_gan_mode
 from translate.models import MODELS, model_class
+from translate.models.base import GANModel
 from translate.models.configs import GANConfig, ModelConfig
 from translate.settings.schema import TrainConfig
 
@@ -60,7 +61,7 @@ def objective_of(cfg: TrainConfig) -> Objective:
     elif best_metric:
         metric, mode, best = best_metric, cfg.objective_mode or cfg.trainer.best_mode, True
     else:
-        metric, mode, best = PROTOCOLS[model_class(cfg.model.name).evaluation].objective, cfg.objective_mode, False
+        metric, mode, best = PROTOCOLS[_model_class(cfg.model.name).evaluation].objective, cfg.objective_mode, False
     if not metric.startswith(("val/", "train/")):
         raise ConfigError(
             f"objective={metric} is not a logged metric; use val/<metric> (e.g. val/PSNR) or train/<loss> (e.g. train/loss_G/L1)"
@@ -72,6 +73,10 @@ def objective_of(cfg: TrainConfig) -> Objective:
             raise ConfigError(f"objective_mode: say max or min for objective={metric}")
         higher = False
     return Objective(metric, higher, best)
+
+
+def _model_class(name: str) -> Type[GANModel]:
+    return cast(Type[GANModel], model_class(name))
 
 
 def _registered(node: Any, key: str, registry: Mapping[str, Any], group: str) -> str:
@@ -104,13 +109,14 @@ def check_model_data(model: ModelConfig, data: DataConfig, testing: bool = False
     """The rules between a model and its data (and the device's compile): the data kind it takes (``testing``
     also takes a ``single`` folder for an image-to-image model), the model's own checks against the data,
     and, for a GAN, its mode's rules and its DiffAugment policy."""
-    cls = model_class(model.name)
+    cls = _model_class(model.name)
     kinds = cls.data_kinds + (("single",) if testing and cls.task == "translate" else ())
     if data.kind not in kinds:
         raise ConfigError(f"data={data.name} is {data.kind} data, but model={model.name} needs {' or '.join(kinds)} data (see conf/data/)")
     model.check(data)
     if isinstance(model, GANConfig):
-        check_gan_mode(model.gan_mode, str(model.discriminator.norm), compile)
+        # Every GAN's schema has a discriminator section, of its own type (see GANConfig).
+        check_gan_mode(model.gan_mode, str(model.discriminator.norm), compile)  # type: ignore[attr-defined]
         parse_policy(model.diffaugment)
 
 
@@ -119,7 +125,7 @@ def _check_best_metric(cfg: TrainConfig) -> None:
     metric, tr = cfg.trainer.best_metric, cfg.trainer
     if not metric:
         return
-    protocol = PROTOCOLS[model_class(cfg.model.name).evaluation]
+    protocol = PROTOCOLS[_model_class(cfg.model.name).evaluation]
     names = [f"val/{name}" for name in protocol.validation_metrics(distributions=True)]
     if tr.val_every_n_epochs is None or not names:
         raise ConfigError(f"trainer.best_metric={metric} needs validation, but this run has none: set trainer.val_every_n_epochs")
@@ -144,7 +150,7 @@ def validate_train(cfg: Any) -> TrainConfig:
     typed.trainer.check()
     typed.metrics.check()
     check_model_data(model, data, compile=typed.device.compile)
-    if typed.metrics.fid is True and model_class(model.name).task != "translate":
+    if typed.metrics.fid is True and _model_class(model.name).task != "translate":
         raise ConfigError(
             f"metrics.fid=true: Inception FID/KID apply to pix2pix and CycleGAN, not model={model.name} "
             "(the cGAN's validation reports fid_mnist_classifier); remove metrics.fid"

@@ -11,8 +11,9 @@ from typing import Any, Dict, Optional
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from translate.data.base import SplitDataset
 from translate.data.batch import move_to
 from translate.data.configs import ImageDataConfig, MNISTDataConfig, evaluation_data
 from translate.data.registry import build_dataset, first_split
@@ -41,7 +42,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 class Run:
     """The parts of a run, built (see :func:`build_run`)."""
 
-    dataset: Dataset
+    dataset: SplitDataset
     sampler: EpochSampler
     loader: _PreemptibleLoader
     model: GANModel
@@ -57,7 +58,7 @@ class Run:
     total_steps: int
 
 
-def _loader(cfg: TrainConfig, dataset: Dataset, sampler: EpochSampler, device: torch.device) -> _PreemptibleLoader:
+def _loader(cfg: TrainConfig, dataset: SplitDataset, sampler: EpochSampler, device: torch.device) -> _PreemptibleLoader:
     workers = cfg.data.num_workers
     return preemptible_loader(
         dataset,
@@ -78,7 +79,7 @@ def _visual_batch(cfg: TrainConfig, device: torch.device, channels_last: bool) -
     """A fixed batch for the image grid: the first images of the validation split if there is one."""
     data = evaluation_data(cfg.data)
     _, dataset = first_split(data, ("val", "test")) or ("train", build_dataset(data, "train", train=False))
-    n = min(4, len(dataset))  # type: ignore[arg-type]
+    n = min(4, len(dataset))
     return move_to(next(iter(DataLoader(dataset, batch_size=n, sampler=range(n)))), device, channels_last)
 
 
@@ -89,13 +90,13 @@ def build_run(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     seed_everything(cfg.seed, cfg.device.deterministic)
     dataset = build_dataset(cfg.data, "train", train=True)
     serial = isinstance(cfg.data, ImageDataConfig) and cfg.data.serial_batches
-    sampler = EpochSampler(len(dataset), cfg.seed, shuffle=not serial, rank=rank, world=world)  # type: ignore[arg-type]
+    sampler = EpochSampler(len(dataset), cfg.seed, shuffle=not serial, rank=rank, world=world)
     if sampler.per_process < tr.batch_size:
         share = f", {sampler.per_process} for each of {world} processes" if world > 1 else ""
         bundled = isinstance(cfg.data, MNISTDataConfig) and cfg.data.bundled
         where = f"the bundled {cfg.data.name}" if bundled else cfg.data.root
         raise TrainingError(
-            f"trainer.batch_size={tr.batch_size} is larger than the dataset ({len(dataset)} images in {where}{share}); "  # type: ignore[arg-type]
+            f"trainer.batch_size={tr.batch_size} is larger than the dataset ({len(dataset)} images in {where}{share}); "
             f"use trainer.batch_size<={sampler.per_process}"
         )
     # An image smaller than the crop stops here, naming a training file, before val/test files are read.
@@ -104,12 +105,12 @@ def build_run(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     total_epochs = tr.n_epochs + tr.n_epochs_decay
     total_steps = total_epochs * steps_per_epoch if tr.max_steps is None else min(total_epochs * steps_per_epoch, tr.max_steps)
 
-    model = build_model(cfg.model, dataset.info).to(device)  # type: ignore[attr-defined]
+    model = build_model(cfg.model, dataset.info).to(device)
     if cfg.device.sync_bn and world > 1:
         distributed.sync_batch_norm(model)
     distributed.broadcast_module(model)
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
     optimizers = {
         name: build_optimizer([p for n in nets for p in model.networks[n].parameters()], cfg.model.optim, name)
         for name, nets in model.optimizer_groups.items()

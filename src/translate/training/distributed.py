@@ -218,6 +218,7 @@ class _SyncBatchNorm(nn.SyncBatchNorm):
         centred = input - mean.view(shape)
         var = differentiable_all_reduce((centred * centred).sum(dims)) / n
         if self.track_running_stats:
+            assert self.num_batches_tracked is not None and self.running_mean is not None and self.running_var is not None
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum

@@ -86,7 +86,7 @@ class Trainer:
             self.stepper,
             self.run.ema,
             self.rank,
-            self.world,  # type: ignore[attr-defined]
+            self.world,
         )
 
     # The parts, as tests and benchmarks read them.

@@ -123,7 +123,7 @@ class RunReport:
             write_curves(self.run_dir / "tb", self.run_dir / "curves.png")
 
     @contextlib.contextmanager
-    def opened(self, step: int, total_steps: int):  # type: ignore[no-untyped-def]
+    def opened(self, step: int, total_steps: int):
         self.open(step, total_steps)
         try:
             yield self

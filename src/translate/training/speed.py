@@ -48,11 +48,12 @@ def any_process_nonfinite(finite: torch.Tensor) -> torch.Tensor:
 
 def conditional_step(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
     """``optimizer.step()`` that leaves everything as it was when ``finite`` is False, without a host sync."""
-    optimizer.found_inf = (~finite).to(torch.float32)  # the fused kernels read it on the device
+    # The fused kernels read it on the device (GradScaler's protocol sets the same attribute).
+    optimizer.found_inf = (~finite).to(torch.float32)  # type: ignore[attr-defined]
     try:
         optimizer.step()
     finally:
-        del optimizer.found_inf
+        delattr(optimizer, "found_inf")
 
 
 def read_flags(flags: List[Tuple[str, torch.Tensor]]) -> List[str]:
