@@ -17,9 +17,10 @@ from typing import Iterator, List, Optional
 
 import pytest
 
-from translate.cli.overrides import check_overrides
-from translate.cli.validate import validate
+from helpers import compose_config
+from translate.cli.compose import check_command_line, overrides_of
 from translate.errors import TranslateError
+from translate.settings.validate import validate_train
 
 PROGRAMS = {"translate-train": "train", "translate-test": "test", "translate-export": "export"}
 
@@ -28,10 +29,10 @@ def check_command(program: str, args: List[str]) -> None:
     """Compose ``program``'s config with ``args`` as the command does before it runs; raise TranslateError
     with its one-line message where it would stop. (The one place that calls translate.cli.)"""
     config_name = PROGRAMS[program]
-    composed = check_overrides(config_name, args)
-    assert composed is not None, f"Hydra cannot parse the overrides of: {program} {' '.join(args)}"
-    if config_name == "train":  # translate-train validates the composition before Hydra makes a run directory
-        validate(composed)
+    check_command_line(config_name, args)
+    if config_name == "train" and "-m" not in args and not any(a.startswith("resume=") for a in args):
+        # what the run checks first, before any data is read (a sweep's jobs check their own)
+        validate_train(compose_config(config_name, *overrides_of(args)))
 
 
 ROOT = Path(__file__).resolve().parents[1]

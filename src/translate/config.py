@@ -198,7 +198,7 @@ class ValMetricsConfig:
     # false (they cost an Inception pass over each validation) | auto: when the weights are found | true: stop
     # before training when torch-fidelity or the weights are missing. Any: a bool or the string auto.
     fid: Any = False
-    # The Inception weights file; null: torch-fidelity's cache (see translate-test's metrics, README).
+    # The Inception weights file; null: torch-fidelity's cache (see docs/evaluation.md).
     inception_weights: Optional[str] = None
     kid_subset_size: int = 1000
 

@@ -87,13 +87,12 @@ def _nearest(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _groups(loader: Any, parent: str = "") -> List[str]:
-    """Every config group (``model``, ``hydra/sweeper``, ...) under ``parent``."""
-    found = []
-    for name in loader.list_groups(parent):
-        group = f"{parent}/{name}" if parent else name
-        found += [group, *_groups(loader, group)]
-    return found
+def _is_group(loader: Any, key: str, top: Sequence[str]) -> bool:
+    """Whether ``key`` names a config group (``model``, ``hydra/sweeper``): a dotted key never does."""
+    if "." in key:
+        return False
+    parent, _, name = key.rpartition("/")
+    return name in (top if not parent else loader.list_groups(parent))
 
 
 def _first_value(override: Override) -> Any:
@@ -142,8 +141,8 @@ def check_command_line(config_name: str, args: Sequence[str]) -> None:
     own = [o for o in parsed if not o.is_hydra_override()]
     with hydra_context():
         loader = GlobalHydra.instance().config_loader()
-        groups = set(_groups(loader))
-        choices = [o for o in own if o.key_or_group in groups]
+        top = loader.list_groups("")
+        choices = [o for o in own if _is_group(loader, o.key_or_group, top)]
         for override in choices:
             value = _first_value(override)
             options = loader.get_group_options(override.key_or_group)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def train(cfg: DictConfig, run_dir: Path, attempt: Attempt) -> Optional[float]:
     with sweeps.stop_on_time_limit():
         attempt.trainer.fit()
     value = objective.value(attempt.trainer.best, attempt.trainer.final_metrics)
-    return None if value != value else value  # NaN: the run logged no objective
+    return None if math.isnan(value) else value  # NaN: the run logged no value of its objective
 
 
 def _settle(run_dir: Path, err: BaseException, attempt: Attempt) -> None:
