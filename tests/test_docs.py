@@ -18,9 +18,10 @@ from typing import Iterator, List, Optional
 import pytest
 
 from helpers import compose_config
+from translate.cli.app import runs_nothing
 from translate.cli.compose import check_command_line, overrides_of
 from translate.errors import TranslateError
-from translate.settings.validate import validate_train
+from translate.settings.validate import validate_export, validate_test, validate_train
 
 PROGRAMS = {"translate-train": "train", "translate-test": "test", "translate-export": "export"}
 
@@ -30,9 +31,14 @@ def check_command(program: str, args: List[str]) -> None:
     with its one-line message where it would stop. (The one place that calls translate.cli.)"""
     config_name = PROGRAMS[program]
     check_command_line(config_name, args)
-    if config_name == "train" and "-m" not in args and not any(a.startswith("resume=") for a in args):
-        # what the run checks first, before any data is read (a sweep's jobs check their own)
-        validate_train(compose_config(config_name, *overrides_of(args)))
+    if runs_nothing(args) or "-m" in args or any(a.startswith("resume=") for a in args):
+        # --help and --cfg describe; a sweep's jobs check their own configs; a resume composes the run's first
+        return
+    # what the command checks next, before it reads any data
+    VALIDATE[config_name](compose_config(config_name, *overrides_of(args)))
+
+
+VALIDATE = {"train": validate_train, "test": validate_test, "export": validate_export}
 
 
 ROOT = Path(__file__).resolve().parents[1]
