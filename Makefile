@@ -22,13 +22,16 @@ demo: $(STAMP)
 	@echo "Samples: $$(ls -td outputs/cgan/mnist_subset/*/ | head -n 1)test_latest/grid.png"
 
 # The layers contract (pyproject.toml: tool.importlinter), ruff's rules and the type checker (tool.mypy) first,
-# then the tests.
+# then the tests, TEST_WORKERS files at a time (pytest-xdist; each file's tests stay in one process, so a
+# file's shared fixtures are built once). TEST_WORKERS=1 runs them one after another.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured
 # side by side; writes benchmark/benchmark.json and benchmark/benchmark.md. bench: the GPU suite and the
