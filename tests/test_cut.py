@@ -39,6 +39,9 @@ from translate.errors import ConfigError
 from translate.losses import patch_nce_loss
 from translate.models.base import Optimization, build_model
 from translate.models.checkpoint import Checkpoint, trained_model
+from translate.networks.antialias import BlurDownsample, BlurUpsample, _replicate_pad1
+from translate.networks.discriminators import NLayerDiscriminator
+from translate.networks.generators import ResnetGenerator
 from translate.networks.patchnce import PatchSampleF, sample_patch_ids
 from translate.training.engine import Trainer
 
@@ -103,6 +106,37 @@ def test_only_the_queries_get_a_gradient():
     patch_nce_loss(queries, keys, 2, 0.07).mean().backward()
     assert keys.grad is None
     assert queries.grad is not None and queries.grad.abs().sum() > 0
+
+
+# --- anti-aliased resampling, in the authors' layer order ------------------------------------------------
+
+
+def test_blur_resampling_keeps_a_flat_image_flat_and_halves_or_doubles_its_sides():
+    flat = torch.full((1, 4, 6, 10), 0.3)
+    torch.testing.assert_close(BlurDownsample(4)(flat), torch.full((1, 4, 3, 5), 0.3))
+    torch.testing.assert_close(BlurUpsample(4)(flat), torch.full((1, 4, 12, 20), 0.3))
+    assert BlurDownsample(2)(torch.randn(1, 2, 7, 5)).shape == (1, 2, 4, 3)  # ceil(side / 2)
+
+
+def test_the_upsamplings_padding_is_replication_padding_values_and_gradients():
+    x = torch.randn(2, 3, 5, 4, requires_grad=True)
+    weights = torch.randn(2, 3, 7, 6)
+    ours = (_replicate_pad1(x) * weights).sum()
+    theirs = (torch.nn.ReplicationPad2d(1)(x) * weights).sum()
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(theirs, x)[0])
+
+
+def test_the_antialiased_networks_have_the_authors_layer_indices_and_sizes():
+    g = ResnetGenerator(3, 3, ngf=64, n_blocks=9, antialias=True, antialias_up=True)
+    # the same parameters as the plain ResNet (stride-1 convolutions in place of strided ones), and the
+    # blur filters as buffers at the indices of CUT's code, so its nce_layers and checkpoints fit
+    assert sum(p.numel() for p in g.parameters()) == 11_378_179
+    assert {k for k in g.state_dict() if k.endswith("filt")} == {f"model.{i}.filt" for i in (7, 11, 21, 25)}
+    assert {int(k.split(".")[1]) for k in g.state_dict() if k.endswith(".weight") and "conv_block" not in k} == {1, 4, 8, 22, 26, 30}
+    d = NLayerDiscriminator(3, ndf=8, n_layers=3, norm="instance", antialias=True)
+    assert {k for k in d.state_dict() if k.endswith("filt")} == {f"model.{i}.filt" for i in (2, 6, 10)}
+    assert d(torch.randn(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # the 70x70 PatchGAN's 30 x 30 patches
 
 
 # --- the projection head ----------------------------------------------------------------------------------
@@ -322,15 +356,14 @@ def test_resume_is_exact_with_the_head_its_optimiser_state_and_the_patches_drawn
     assert set(saved["networks"]) == {"D", "F", "G"} and "mlp_0.0.weight" in saved["networks"]["F"]
 
 
-def _two_process_worker(rank: int, port: int, root: str, results) -> None:
-    """Rank ``rank`` of two: build the run, keep its head, train two steps, and give rank 0 every process's
+def _two_process_worker(rank: int, port: int, cfg, run_dir: Path, results) -> None:
+    """Rank ``rank`` of two: build the run of ``cfg``, keep its head, train, and give rank 0 every process's
     head (as built, and as trained) and generator."""
     os.environ.update(LOOPBACK)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        cfg = helpers.train_config(*CPU, *TINY_CUT, f"data.root={root}", "trainer.batch_size=2", "logger=none", "trainer.max_steps=2")
-        trainer = Trainer(cfg, Path(root) / "two")
+        trainer = Trainer(cfg, run_dir)
         trainer.build()
         built = torch.cat([p.detach().flatten() for p in trainer.model.netF.parameters()])
         trainer.fit()  # builds again from the same seed, then each process draws its own patches and flips
@@ -348,9 +381,10 @@ def _two_process_worker(rank: int, port: int, root: str, results) -> None:
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
-def test_two_processes_hold_the_same_head_from_the_start_and_after_training(folders):
+def test_two_processes_hold_the_same_head_from_the_start_and_after_training(folders, tmp_path):
     results = mp.Manager().dict()
-    mp.start_processes(_two_process_worker, args=(_free_port(), str(folders.root), results), nprocs=2, start_method="spawn")
+    cfg = helpers.train_config(*CPU, *run_overrides(folders, "trainer.max_steps=2"))
+    mp.start_processes(_two_process_worker, args=(_free_port(), cfg, tmp_path / "run", results), nprocs=2, start_method="spawn")
     # as built, F after two steps, G after two steps: the same on both processes; and F did train
     assert results["same"] == [True, True, True] and results["moved"]
 

@@ -57,12 +57,20 @@ class BlurUpsample(nn.Module):
         if filter_size % 2:
             raise ValueError(f"filter size {filter_size} is odd; BlurUpsample needs an even one, e.g. 4")
         self.channels = channels
-        self.pad = nn.ReplicationPad2d(1)
         self.padding = 1 + (filter_size - 1) // 2
         # x4: zero insertion leaves one pixel in four, so the blur must sum to 4 to keep the mean.
         self.register_buffer("filt", (binomial_filter(filter_size) * 4)[None, None].repeat(channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up = F.conv_transpose2d(self.pad(x), self.filt, stride=2, padding=self.padding, groups=self.channels)
+        up = F.conv_transpose2d(_replicate_pad1(x), self.filt, stride=2, padding=self.padding, groups=self.channels)
         # The padded border widens the output by one pixel on each side of the 2x grid: drop it.
         return up[:, :, 1:-1, 1:-1]
+
+
+def _replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """``nn.ReplicationPad2d(1)``: each border row and column repeated once. Written with concatenations
+    because torch.compile (inductor, torch 2.14 on the CPU) miscompiles the backward of the replication-pad
+    op before this transposed convolution (its stride check fails at the first backward); the values and
+    gradients are the op's."""
+    x = torch.cat([x[:, :, :1], x, x[:, :, -1:]], dim=2)
+    return torch.cat([x[:, :, :, :1], x, x[:, :, :, -1:]], dim=3)
