@@ -90,7 +90,7 @@ class ModelConfig:
 class GANConfig(ModelConfig):
     """Keys every GAN has: the game (see ``translate.losses.AdversarialLoss``). Each GAN adds its
     ``generator`` and ``discriminator`` sections, whose schemas differ (a DCGAN pair for the cGAN, the image
-    networks of ``translate.networks.configs`` for pix2pix and CycleGAN)."""
+    networks of ``translate.networks.configs`` for pix2pix, CycleGAN and CUT)."""
 
     gan_mode: GanMode = GanMode.vanilla
     # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
