@@ -81,6 +81,20 @@ CYCLEGAN_16 = [
     "model.generator.n_blocks=1",
 ]
 TINY_CYCLEGAN = [*CYCLEGAN_16, "model.pool_size=0", *TINY_IMAGES]
+#: CUT at 16 px: a 1-block anti-aliased ResNet (its encoder layers are 0..12), PatchNCE on 16 patches per
+#: layer through an 8-unit head; its networks' widths left to the lists.
+CUT_16 = [
+    "model=cut",
+    "data=unaligned",
+    "data.load_size=16",
+    "data.crop_size=16",
+    "model.generator.arch=resnet",
+    "model.generator.n_blocks=1",
+    "model.nce_layers=[0,4,8,12]",
+    "model.num_patches=16",
+    "model.netF_nc=8",
+]
+TINY_CUT = [*CUT_16, *TINY_IMAGES]
 
 
 #: Small but complete networks: ngf/ndf 8 and 2-layer PatchGANs (the 3-layer one needs >= 24 px images).

@@ -26,13 +26,14 @@ OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / gro
 NAMED_BY = {"model": "name", "data": "name", "device": "accelerator", "logger": "name"}
 
 
-def _pairing(group: str, cfg) -> tuple[list[str], bool]:
+def _pairing(group: str, cfg, default_model: str) -> tuple[list[str], bool]:
     """Overrides that give ``cfg`` a model and data that fit each other, keeping ``group``'s choice, and
-    whether the pair is a test-time one (image models also translate a ``single`` folder in translate-test)."""
+    whether the pair is a test-time one (image models also translate a ``single`` folder in translate-test).
+    An option that picks the model (a model, or a preset such as experiment=fastcut) gets data for it."""
     model, kind = model_class(cfg.model.name), cfg.data.kind
     if kind in model.data_kinds:
         return [], False
-    if group == "model":
+    if group == "model" or cfg.model.name != default_model:
         return [f"data={model.data_kinds[0]}"], False
     testing = kind == "single"
     fits = [name for name in MODELS if (model_class(name).task == "translate" if testing else kind in model_class(name).data_kinds)]
@@ -48,7 +49,7 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes_and_validates(compose_config, group, option):
     cfg = compose_config("train", f"{group}={option}")
-    pairing, testing = _pairing(group, cfg)
+    pairing, testing = _pairing(group, cfg, compose_config("train").model.name)
     # a folder dataset without a preset names no folder: the run would refuse to start without one
     root = ["data.root=/data"] if OmegaConf.is_missing(compose_config("train", f"{group}={option}", *pairing).data, "root") else []
     if pairing or root:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
+from _models_helpers import TINY_CUT, TINY_CYCLEGAN, TINY_PIX2PIX, train, translate_test, write_image_data
 from helpers import TINY, load_ckpt, read_events
 from translate.data.configs import MNISTDataConfig
 from translate.errors import ConfigError
@@ -331,14 +331,15 @@ def test_inputs_without_a_fake_counterpart_get_no_fid():
 
 @pytest.fixture(scope="module")
 def image_runs(tmp_path_factory) -> SimpleNamespace:
-    """One-step pix2pix (6 test pairs) and CycleGAN (4 testA and 5 testB images) runs."""
+    """One-step pix2pix (6 test pairs), CycleGAN and CUT (4 testA and 5 testB images) runs."""
     root = tmp_path_factory.mktemp("images")
     write_image_data(root, "train", 2, 2, 2)
     write_image_data(root, "test", 6, 4, 5)
     common = ["logger=none", "trainer.max_steps=1"]
     train(root / "pix2pix", [*TINY_PIX2PIX, f"data.root={root / 'pairs'}", *common])
     train(root / "cyclegan", [*TINY_CYCLEGAN, f"data.root={root / 'folders'}", *common])
-    return SimpleNamespace(pix2pix=root / "pix2pix", cyclegan=root / "cyclegan")
+    train(root / "cut", [*TINY_CUT, f"data.root={root / 'folders'}", *common])
+    return SimpleNamespace(pix2pix=root / "pix2pix", cyclegan=root / "cyclegan", cut=root / "cut")
 
 
 @needs_fidelity
@@ -347,6 +348,8 @@ def image_runs(tmp_path_factory) -> SimpleNamespace:
     [
         ("pix2pix", {"L1": 6, "PSNR": 6, "SSIM": 6, "FID_B": 6, "KID_B": 6, "IS_B": 6}),
         ("cyclegan", {"cycle_L1_A": 4, "cycle_L1_B": 5, "FID_A": 5, "KID_A": 5, "IS_A": 5, "FID_B": 4, "KID_B": 4, "IS_B": 4}),
+        # one way on unpaired data: testA's 4 translations against testB's 5 real images
+        ("cut", {"FID_B": 4, "KID_B": 4, "IS_B": 4}),
     ],
 )
 def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, model, expected, monkeypatch, tmp_path):
@@ -357,6 +360,8 @@ def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert {name: m["num_images"] for name, m in metrics.items()} == expected
     assert all(math.isfinite(m["mean"]) and m["mean"] >= 0 for k, m in metrics.items() if k.startswith("FID"))
+    if model == "cut":
+        assert metrics["FID_B"]["num_real_images"] == 5
 
 
 def test_missing_weights_leave_fid_out_and_say_which_file_goes_where(image_runs, monkeypatch, tmp_path, caplog):
@@ -417,6 +422,7 @@ def test_fid_asked_for_without_weights_stops_before_testing(image_runs, monkeypa
                 "val/IS_B": 3,
             },
         ),
+        ("cut", "folders", {"val/FID_B": 3, "val/KID_B": 3, "val/IS_B": 3}),
     ],
 )
 def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, expected, monkeypatch, tmp_path):
@@ -426,7 +432,7 @@ def test_validation_adds_fid_and_kid_and_keeps_the_best_by_them(model, data, exp
     weights.write_bytes(b"stand-in")
     monkeypatch.setattr(fid, "inception_extractor", lambda path, device: block_means if path == weights else None)
     run_dir = tmp_path / "run"
-    overrides = TINY_PIX2PIX if model == "pix2pix" else TINY_CYCLEGAN
+    overrides = {"pix2pix": TINY_PIX2PIX, "cyclegan": TINY_CYCLEGAN, "cut": TINY_CUT}[model]
     trainer = train(
         run_dir,
         [

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 import torch
 
-from _models_helpers import EXACT_PIX2PIX, TINY_CYCLEGAN, TINY_PIX2PIX, write_image_data
+from _models_helpers import EXACT_PIX2PIX, TINY_CUT, TINY_CYCLEGAN, TINY_PIX2PIX, write_image_data
 from helpers import BIN, TINY, cli_env, load_ckpt, run_cli, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -26,7 +26,7 @@ def overrides(model: str, root: Path) -> List[str]:
         return [o for o in TINY if not o.startswith("device=")] + QUIET
     write_image_data(root, "train", 4, 4, 4)
     data = root / ("pairs" if model == "pix2pix" else "folders")
-    return [*(TINY_PIX2PIX if model == "pix2pix" else TINY_CYCLEGAN), f"data.root={data}", *QUIET]
+    return [*{"pix2pix": TINY_PIX2PIX, "cyclegan": TINY_CYCLEGAN, "cut": TINY_CUT}[model], f"data.root={data}", *QUIET]
 
 
 def assert_finite(state: dict) -> None:
@@ -35,7 +35,7 @@ def assert_finite(state: dict) -> None:
             assert not value.is_floating_point() or (value.dtype == torch.float32 and torch.isfinite(value).all()), f"{net}.{key}"
 
 
-@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan", "cut"])
 def test_cuda_preset_trains_in_bf16_with_channels_last(model, tmp_path):
     trainer = train(tmp_path / "run", *overrides(model, tmp_path), "device=cuda", "trainer.max_steps=3")
     assert trainer.device.type == "cuda" and trainer.stepper.dtype == torch.bfloat16
@@ -50,7 +50,7 @@ def test_cuda_preset_trains_in_bf16_with_channels_last(model, tmp_path):
     assert_finite(state)  # master weights stay fp32 under autocast
 
 
-@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan", "cut"])
 def test_fp16_trains_with_a_gradient_scaler(model, tmp_path):
     train(tmp_path / "run", *overrides(model, tmp_path), "device=cuda", "device.amp=fp16", "trainer.max_steps=3")
     state = load_ckpt(tmp_path / "run" / "checkpoints" / "latest.pt")
@@ -58,7 +58,7 @@ def test_fp16_trains_with_a_gradient_scaler(model, tmp_path):
     assert_finite(state)
 
 
-@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan", "cut"])
 def test_compiled_networks_train_on_cuda(model, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     trainer = train(tmp_path / "run", *overrides(model, tmp_path), "device=cuda", "device.compile=true", "trainer.max_steps=2")

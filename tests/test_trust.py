@@ -13,6 +13,7 @@ import torch
 import helpers
 from _models_helpers import (
     CPU,
+    TINY_CUT,
     TINY_CYCLEGAN,
     TINY_PIX2PIX,
     read_metrics,
@@ -154,10 +155,10 @@ def _tiny_run(model: str, tmp_path) -> list[str]:
         return [*CPU, *TINY_PIX2PIX, f"data.root={tmp_path / 'pairs'}", "model.discriminator.norm=instance", "trainer.batch_size=2"]
     write_folder(tmp_path / "folders" / "trainA", 6, 16, seed=1, prefix="a")
     write_folder(tmp_path / "folders" / "trainB", 6, 16, seed=2, prefix="b")
-    return [*CPU, *TINY_CYCLEGAN, f"data.root={tmp_path / 'folders'}", "trainer.batch_size=2"]
+    return [*CPU, *(TINY_CUT if model == "cut" else TINY_CYCLEGAN), f"data.root={tmp_path / 'folders'}", "trainer.batch_size=2"]
 
 
-@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan"])
+@pytest.mark.parametrize("model", ["cgan", "pix2pix", "cyclegan", "cut"])
 @pytest.mark.parametrize("mode, smoothing", MODES, ids=[f"{m}-smooth{s}" for m, s in MODES])
 def test_every_gan_loss_trains_every_model_with_finite_losses_and_a_moving_discriminator(tmp_path, model, mode, smoothing):
     overrides = [*_tiny_run(model, tmp_path), f"model.gan_mode={mode}", f"model.label_smoothing={smoothing}", "logger=none"]

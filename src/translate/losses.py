@@ -1,4 +1,5 @@
-"""The adversarial game every GAN here plays, one object per GAN mode (``model.gan_mode``).
+"""The adversarial game every GAN here plays, one object per GAN mode (``model.gan_mode``), and CUT's
+contrastive PatchNCE loss (:func:`patch_nce_loss`).
 
 :class:`AdversarialLoss` owns everything that differs between the modes: the discriminator's loss on its
 outputs for real and generated images, with the WGAN-GP gradient penalty added where the mode has one; the
@@ -145,3 +146,44 @@ class AdversarialLoss(nn.Module):
         D(G(z)) of GAN tutorials), the raw mean otherwise."""
         prediction = prediction.detach().float()
         return torch.sigmoid(prediction).mean() if self.mode == GanMode.vanilla else prediction.mean()
+
+
+#: What the authors put in place of a query's similarity with its own key among the negatives (before the
+#: division by the temperature): exp(-10 / 0.07) is about 1e-62, so the positive counts once, in its own column.
+_SELF_SIMILARITY = -10.0
+
+
+def patch_nce_loss(
+    queries: torch.Tensor, keys: torch.Tensor, num_images: int, temperature: float = 0.07, negatives_from_minibatch: bool = False
+) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020, Sec. 3.1-3.2, at one layer): each query patch of the output must pick its key,
+    the input patch at the same position, out of the other input patches, by a softmax over similarities.
+
+    For query ``v`` with positive ``v+`` and negatives ``v-_j`` (the other patches of the same image, or of
+    the whole batch with ``negatives_from_minibatch``, the authors' single-image setting):
+
+        loss(v) = -log( exp(v.v+ / T) / (exp(v.v+ / T) + sum_j exp(v.v-_j / T)) )
+
+    a cross-entropy whose class 0 is the positive. As in the authors' code, the keys carry no gradient
+    (only the output's patches are pulled towards the input's), and the query's similarity with its own key
+    appears a second time among the negatives, masked to ``_SELF_SIMILARITY``.
+
+    Args:
+        queries, keys: ``[num_images * P, C]``, rows image-major (row ``n * P + p`` is patch ``p`` of image
+            ``n``), of unit length: what :class:`~translate.networks.patchnce.PatchSampleF` returns.
+        num_images: the batch's images N (the rows of one image are its negatives' pool).
+        temperature: T (0.07 in the paper).
+
+    Returns: ``[num_images * P]`` per-patch losses (float32); the paper averages them.
+    """
+    q, k = queries.float(), keys.detach().float()
+    dim = q.size(1)
+    positives = (q * k).sum(dim=1, keepdim=True)
+    groups = 1 if negatives_from_minibatch else num_images
+    q, k = q.view(groups, -1, dim), k.view(groups, -1, dim)
+    patches = q.size(1)
+    negatives = torch.bmm(q, k.transpose(1, 2))
+    own = torch.eye(patches, dtype=torch.bool, device=q.device)[None]
+    negatives = negatives.masked_fill(own, _SELF_SIMILARITY).view(-1, patches)
+    logits = torch.cat([positives, negatives], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(logits.size(0), dtype=torch.long, device=logits.device), reduction="none")

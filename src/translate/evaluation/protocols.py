@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch.utils.data import DataLoader
 
 from translate.config import TestConfig, ValMetricsConfig
 from translate.data.base import SplitDataset
@@ -69,6 +70,11 @@ class Translation(Protocol):
         """The datasets translate-test and validation run through ``model.translate``."""
         return [build_dataset(data, split, train=False)]
 
+    def targets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
+        """Datasets of real target-domain images (items ``{"B": ...}``) that FID/KID compare the fakes with
+        where :meth:`datasets` pairs the fakes with no real images; none by default."""
+        return []
+
     def metrics(self, visuals: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Per-image metrics ``{name: [N]}`` of :meth:`datasets`' visuals."""
         raise NotImplementedError
@@ -83,6 +89,7 @@ class Translation(Protocol):
         if found is None:
             return None
         datasets = self.datasets(model, data, found[0])
+        targets = self.targets(model, data, found[0])
         lookup = fid.check_fid(metrics)
         inception: List[fid.FeatureExtractor] = []
 
@@ -92,6 +99,7 @@ class Translation(Protocol):
                 if not inception:  # built at the first validation, on the training device, then kept
                     inception.append(fid.inception_extractor(lookup.path, device))
                 distributions = fid.DistributionMetrics(inception[0], metrics.kid_subset_size)
+                _add_targets(distributions, targets, batch_size, max_images)
             scores = evaluate(
                 model,
                 self.metrics,
@@ -112,7 +120,17 @@ class Translation(Protocol):
         # Before any work: with metrics.fid=true, missing weights stop here rather than after the translations.
         distributions = fid.distribution_metrics(cfg.metrics, device)
         datasets = self.datasets(model, data, cfg.split)
+        if distributions is not None:
+            _add_targets(distributions, self.targets(model, data, cfg.split), cfg.batch_size, cfg.num_test)
         write_translations(model, self.metrics, datasets, out, cfg, device, distributions)
+
+
+def _add_targets(distributions: fid.DistributionMetrics, targets: List[SplitDataset], batch_size: int, limit: Optional[int]) -> None:
+    """Give FID/KID the real images of ``targets`` (the first ``limit`` of each, as the translated inputs)."""
+    for dataset in targets:
+        n = len(dataset) if limit is None else min(len(dataset), limit)
+        for batch in DataLoader(dataset, batch_size=batch_size, sampler=range(n)):
+            distributions.update({"real_B": batch["B"]})
 
 
 class Paired(Translation):
@@ -130,24 +148,52 @@ class Paired(Translation):
 
 
 class OneWay(Paired):
-    """A single generator file of the reference, applied one way: a ``single`` folder, an ``aligned``
-    split's A halves with B as the target, or one side (``<split>A``, or ``<split>B`` with
-    direction=BtoA) of ``unaligned`` data."""
+    """One generator applied one way (CUT, or a single generator file of the reference): a ``single``
+    folder; an ``aligned`` split's A halves, scored against their B halves (L1, PSNR, SSIM; FID/KID of the
+    fakes against those B); or the input side of ``unaligned`` data (``<split>A``, ``<split>B`` with
+    direction=BtoA), whose FID/KID compare the fakes with the other side's real images, as CUT's authors
+    score horse -> zebra (testA translated, against testB)."""
+
+    # Unpaired data has no per-image ground truth: the distance to the target domain is the measure.
+    objective = "val/FID_B"
 
     def datasets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
         if isinstance(data, ImageDataConfig) and data.kind == "unaligned":
-            side = "B" if data.direction == Direction.BtoA else "A"
+            side = _input_side(data)
             folder = Path(data.root).expanduser() / f"{split}{side}"
             if not folder.is_dir():
                 raise DatasetNotFoundError(
-                    f"test folder {folder} not found; a generator file translates {split}{side}/ of data.root (data.direction picks A or B)"
+                    f"test folder {folder} not found; a one-way model translates {split}{side}/ of data.root (data.direction picks A or B)"
                 )
             data, split = replace(data, kind="single"), f"{split}{side}"
         dataset = build_dataset(data, split, train=False)
         size = dataset.info["image_size"]
         if size is not None:
-            check_image_size(model.cfg, size, "data.crop_size")
+            # A model's config holds its generator's in .generator; a generator file's model is that config.
+            check_image_size(getattr(model.cfg, "generator", model.cfg), size, "data.crop_size")
         return [dataset]
+
+    def targets(self, model: Any, data: DataConfig, split: str) -> List[SplitDataset]:
+        """Unaligned data: the other side's ``<split>`` folder, when there is one."""
+        if not (isinstance(data, ImageDataConfig) and data.kind == "unaligned"):
+            return []
+        folder = f"{split}{'A' if _input_side(data) == 'B' else 'B'}"
+        if not (Path(data.root).expanduser() / folder).is_dir():
+            return []
+        return [_domain_dataset(model, data, folder, "B")]
+
+
+def _input_side(data: ImageDataConfig) -> str:
+    """The folder side (A or B) of unaligned data that the model translates."""
+    return "B" if data.direction == Direction.BtoA else "A"
+
+
+def _domain_dataset(model: Any, data: ImageDataConfig, split: str, side: str) -> SplitDataset:
+    """The images of folder ``split`` as domain ``side``'s: G's inputs (``{"A": ...}``, input_nc channels)
+    or the output domain (``{"B": ...}``, output_nc channels)."""
+    channels = model.info.input_nc if side == "A" else model.info.output_nc
+    single = SingleDataset(replace(data, kind="single", input_nc=channels), split, train=False)
+    return single if side == "A" else _AsDomainB(single)
 
 
 class _AsDomainB(SplitDataset):
@@ -188,19 +234,13 @@ class Cycle(Translation):
         assert isinstance(data, ImageDataConfig)
         if data.kind == "single":
             side = "A" if data.direction == Direction.AtoB else "B"
-            return [self._one_way(model, data, split, side)]
+            return [_domain_dataset(model, data, split, side)]
         folders = ("A", "B") if data.direction == Direction.AtoB else ("B", "A")
         for folder in folders:
             path = Path(data.root).expanduser() / f"{split}{folder}"
             if not path.is_dir():
                 raise DatasetNotFoundError(f"test folder {path} not found; expected {split}A/ and {split}B/ under data.root")
-        return [self._one_way(model, data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
-
-    @staticmethod
-    def _one_way(model: Any, data: ImageDataConfig, split: str, side: str) -> SplitDataset:
-        channels = model.info.input_nc if side == "A" else model.info.output_nc
-        single = SingleDataset(replace(data, kind="single", input_nc=channels), split, train=False)
-        return single if side == "A" else _AsDomainB(single)
+        return [_domain_dataset(model, data, f"{split}{folder}", side) for folder, side in zip(folders, ("A", "B"))]
 
 
 class Digits(Protocol):

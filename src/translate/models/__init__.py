@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Dict
 
-from translate.models.configs import CGANConfig, ClassifierConfig, CycleGANConfig, Pix2PixConfig
+from translate.models.configs import CGANConfig, ClassifierConfig, CUTConfig, CycleGANConfig, Pix2PixConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ MODELS: Dict[str, ModelEntry] = {
     "cgan": ModelEntry(CGANConfig, "translate.models.cgan:CGAN"),
     "pix2pix": ModelEntry(Pix2PixConfig, "translate.models.pix2pix:Pix2Pix"),
     "cyclegan": ModelEntry(CycleGANConfig, "translate.models.cyclegan:CycleGAN"),
+    "cut": ModelEntry(CUTConfig, "translate.models.cut:CUT"),
     "classifier": ModelEntry(ClassifierConfig, "translate.models.classifier:Classifier"),
 }
 

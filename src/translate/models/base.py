@@ -105,6 +105,29 @@ class GANModel(nn.Module):
         pass
 
 
+class OneWayModel(GANModel):
+    """A model whose test time is one generator ``netG`` applied one way (pix2pix, CUT, a single generator
+    file of the reference).
+
+    ``translate({"A": [N, input_nc, H, W], optional "B": [N, output_nc, H, W]})`` returns real_A,
+    fake_B = G(real_A) and, when the data has B, real_B (scored against fake_B: L1, PSNR, SSIM).
+    """
+
+    generators = ("G",)
+    netG: nn.Module
+
+    @torch.no_grad()
+    def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        out = {"real_A": batch["A"], "fake_B": self.netG(batch["A"])}
+        if "B" in batch:
+            out["real_B"] = batch["B"]
+        return out
+
+    @torch.no_grad()
+    def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        return self.translate(batch)
+
+
 def build_model(cfg: ModelConfig, info: Mapping[str, Any]) -> GANModel:
     """The model ``cfg.name`` names, built from its validated config ``cfg`` for data described by ``info``."""
     return model_class(cfg.name)(cfg, DataInfo(**info))

@@ -8,7 +8,13 @@ from typing import List, Optional
 
 from translate.config import GanMode, InitType, Norm, OptimType, at_least, require
 from translate.data.configs import DataConfig, ImageDataConfig
-from translate.networks.configs import DiscriminatorConfig, GeneratorConfig, check_discriminator_size, check_image_size
+from translate.networks.configs import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    check_discriminator_size,
+    check_image_size,
+    resnet_encoder_layers,
+)
 
 #: The classes of the one class-conditional dataset here (MNIST's digits).
 MNIST_CLASSES = 10
@@ -84,7 +90,7 @@ class ModelConfig:
 class GANConfig(ModelConfig):
     """Keys every GAN has: the game (see ``translate.losses.AdversarialLoss``). Each GAN adds its
     ``generator`` and ``discriminator`` sections, whose schemas differ (a DCGAN pair for the cGAN, the image
-    networks of ``translate.networks.configs`` for pix2pix and CycleGAN)."""
+    networks of ``translate.networks.configs`` for pix2pix, CycleGAN and CUT)."""
 
     gan_mode: GanMode = GanMode.vanilla
     # One-sided label smoothing: the discriminator's target for real images becomes 1 - this.
@@ -183,6 +189,71 @@ class CycleGANConfig(GANConfig):
                 f"{where}.lambda_identity",
                 self.lambda_identity,
                 f"needs data.input_nc == data.output_nc (got {data.input_nc} and {data.output_nc}); set {where}.lambda_identity=0",
+            )
+        check_image_networks(self.generator, self.discriminator, data)
+
+
+def _cut_generator() -> GeneratorConfig:
+    # The authors' defaults (options/base_options.py): resnet_9blocks, instance norm, no dropout, xavier init
+    # with gain 0.02, anti-aliased down- and upsampling (--no_antialias and --no_antialias_up unset).
+    return GeneratorConfig(arch="resnet_9blocks", norm=Norm.instance, antialias=True, antialias_up=True, init_type=InitType.xavier)
+
+
+def _cut_discriminator() -> DiscriminatorConfig:
+    # The authors' basic 70x70 PatchGAN with instance norm, anti-aliased, xavier init with gain 0.02.
+    return DiscriminatorConfig(arch="basic", norm=Norm.instance, antialias=True, init_type=InitType.xavier)
+
+
+@dataclass
+class CUTConfig(GANConfig):
+    """CUT (Park et al. 2020); FastCUT is CUT with lambda_NCE 10, no nce_idt, flip_equivariance and a shorter
+    schedule (conf/experiment/fastcut.yaml). Key names and defaults are the authors' (models/cut_model.py)."""
+
+    name: str = "cut"
+    gan_mode: GanMode = GanMode.lsgan
+    lambda_GAN: float = 1.0
+    lambda_NCE: float = 1.0
+    # The identity term: PatchNCE also between Y and G(Y) (CUT: true, FastCUT: false).
+    nce_idt: bool = True
+    # Indices of the generator's `model` Sequential whose outputs PatchNCE compares (its encoder: the stem,
+    # the downsamplings and the residual blocks; 0 is the reflection-padded input).
+    nce_layers: List[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])
+    # Temperature tau of the contrastive softmax.
+    nce_T: float = 0.07
+    # Patches sampled per layer and image (the same positions in every image of a batch).
+    num_patches: int = 256
+    # Width of the projection MLP H_l (two layers) of each tapped layer.
+    netF_nc: int = 256
+    # false (CUT, FastCUT): the negatives of a patch are the other patches of its own image; true (the authors'
+    # single-image SinCUT): those of every image of the batch.
+    nce_includes_all_negatives_from_minibatch: bool = False
+    # FastCUT: half the batches are flipped left-right before G, and the output's features flipped back, so
+    # PatchNCE also asks G to commute with the flip.
+    flip_equivariance: bool = False
+    generator: GeneratorConfig = field(default_factory=_cut_generator)
+    discriminator: DiscriminatorConfig = field(default_factory=_cut_discriminator)
+
+    def check(self, data: DataConfig, where: str = "model") -> None:
+        super().check(data, where)
+        for key in ("lambda_GAN", "lambda_NCE"):
+            at_least(getattr(self, key), 0, f"{where}.{key}")
+        require(self.nce_T > 0, f"{where}.nce_T", self.nce_T, "must be > 0, e.g. 0.07")
+        at_least(self.num_patches, 1, f"{where}.num_patches")
+        at_least(self.netF_nc, 1, f"{where}.netF_nc")
+        encoder = resnet_encoder_layers(self.generator, f"{where}.generator")
+        layers = list(self.nce_layers)
+        require(
+            bool(layers) and layers == sorted(set(layers)) and layers[0] >= 0 and layers[-1] < encoder,
+            f"{where}.nce_layers",
+            layers,
+            f"must be increasing indices of the generator's encoder layers, 0 to {encoder - 1} for this generator (e.g. [0,4,8,12,16])",
+        )
+        if self.nce_idt and self.lambda_NCE > 0 and isinstance(data, ImageDataConfig) and data.input_nc != data.output_nc:
+            require(
+                False,
+                f"{where}.nce_idt",
+                "true",
+                f"runs G on B images, which needs data.input_nc == data.output_nc (got {data.input_nc} and {data.output_nc}); set {where}.nce_idt=false",
             )
         check_image_networks(self.generator, self.discriminator, data)
 

@@ -6,25 +6,16 @@ from typing import Any
 
 import torch.nn as nn
 
-from translate.models.base import DataInfo, GANModel
-from translate.models.pix2pix import Pix2Pix
+from translate.models.base import DataInfo, OneWayModel
 
 
-class GeneratorOnly(GANModel):
-    """One generator applied one way, as the reference tests a single generator file: real_A -> fake_B.
-
-    ``translate({"A": [N, input_nc, H, W], optional "B": [N, output_nc, H, W]})`` returns real_A, fake_B
-    and, when the data has B, real_B (scored like pix2pix: L1, PSNR, SSIM).
-    """
+class GeneratorOnly(OneWayModel):
+    """One generator applied one way, as the reference tests a single generator file: real_A -> fake_B."""
 
     optimizer_groups = {"G": ("G",)}
     data_kinds = ("single", "aligned", "unaligned")
     evaluation = "one_way"
-    generators = ("G",)
 
     def __init__(self, netG: nn.Module, cfg: Any, info: DataInfo) -> None:
         super().__init__(cfg, info)
         self.netG = netG
-
-    # At test time pix2pix is exactly one generator applied one way; share its code rather than copy it.
-    translate = Pix2Pix.translate

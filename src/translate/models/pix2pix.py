@@ -10,22 +10,21 @@ transformed as one stack so that A and B stay aligned; the L1 term compares the 
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
 
 from translate.augment import DiffAugment
 from translate.losses import AdversarialLoss
-from translate.models.base import DataInfo, GANModel, Optimization, set_requires_grad
+from translate.models.base import DataInfo, OneWayModel, Optimization, set_requires_grad
 from translate.models.configs import Pix2PixConfig
 from translate.networks.discriminators import build_discriminator
 from translate.networks.generators import build_generator
 
 
-class Pix2Pix(GANModel):
+class Pix2Pix(OneWayModel):
     evaluation = "paired"
-    generators = ("G",)
     data_kinds = ("aligned",)
     optimizer_groups = {"D": ("D",), "G": ("G",)}
 
@@ -70,15 +69,3 @@ class Pix2Pix(GANModel):
         opt.step("G", loss_G_gan + self.cfg.lambda_L1 * loss_G_L1)
         set_requires_grad([self.netD], True)
         return {**losses, "loss_G/gan": loss_G_gan.detach(), "loss_G/L1": loss_G_L1.detach()}
-
-    @torch.no_grad()
-    def translate(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        """real_A, fake_B = G(real_A), and real_B when the data has it."""
-        out = {"real_A": batch["A"], "fake_B": self.netG(batch["A"])}
-        if "B" in batch:
-            out["real_B"] = batch["B"]
-        return out
-
-    @torch.no_grad()
-    def visuals(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        return self.translate(batch)

@@ -25,6 +25,10 @@ class GeneratorConfig:
     num_downs: Optional[int] = None
     # reflect | replicate | zero
     padding_type: str = "reflect"
+    # ResNet only: blur-pooled downsampling / blurred upsampling instead of strided (transposed) convolutions
+    # (Zhang 2019; CUT's default, its --no_antialias / --no_antialias_up); each adds a layer per resampling.
+    antialias: bool = False
+    antialias_up: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
@@ -41,6 +45,9 @@ class DiscriminatorConfig:
     norm: Norm = Norm.batch
     # Spectral normalisation (Miyato et al. 2018) of every convolution; usually paired with norm=none.
     spectral_norm: bool = False
+    # n_layers PatchGANs: each stride-2 convolution becomes a stride-1 one followed by a blur pool (Zhang 2019;
+    # CUT's default, its --no_antialias); the patches it judges keep their number and size.
+    antialias: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
@@ -91,6 +98,16 @@ DISCRIMINATOR_ARCHS: dict[str, tuple[str, str, int]] = {
     "n_layers": ("n_layers", "n_layers", 3),
     "pixel": ("n_layers", "n_layers", 0),
 }
+
+
+def resnet_encoder_layers(cfg: Any, section: str = "model.generator") -> int:
+    """How many layers of the ResNet generator's ``model`` Sequential come before its upsampling (the stem,
+    the downsamplings and the residual blocks): the indices ``0 .. n - 1`` that CUT's PatchNCE may tap."""
+    family, n_blocks = resolve_preset(section, GENERATOR_ARCHS, cfg)
+    if family != "resnet":
+        raise ConfigError(f"{section}.arch={cfg.arch} has no layer sequence to tap; use a ResNet generator (resnet_9blocks)")
+    # pad, conv7, norm, ReLU; per downsampling conv, norm, ReLU (+ blur pool); the residual blocks
+    return 4 + RESNET_DOWNSAMPLINGS * (4 if cfg.antialias else 3) + n_blocks
 
 
 def size_hint(multiple: int, size: int) -> str:

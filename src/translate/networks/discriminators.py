@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
+from translate.networks.antialias import BlurDownsample
 from translate.networks.configs import DISCRIMINATOR_ARCHS, resolve_preset
 from translate.networks.init import add_spectral_norm, init_weights, norm_layer, uses_bias
 
@@ -137,12 +138,17 @@ class NLayerDiscriminator(nn.Module):
     Conv4/s2 (bias) + LeakyReLU(0.2); ``n_layers - 1`` times Conv4/s2 -> norm -> LeakyReLU with
     ``ndf * min(2**n, 8)`` channels; Conv4/s1 -> norm -> LeakyReLU; Conv4/s1 to one channel. All padding 1.
     Receptive field: 16x16 for ``n_layers=1``, 70x70 for 3 (``basic``), 286x286 for 5.
-    ``spectral_norm`` normalises every convolution.
+    ``spectral_norm`` normalises every convolution. ``antialias`` (CUT's default, after Zhang 2019): each
+    stride-2 convolution becomes a stride-1 one followed by a
+    :class:`~translate.networks.antialias.BlurDownsample` after its activation, in the layer order of CUT's
+    code; 256x256 still gives 30x30.
 
     Shapes: ``[N, input_nc, H, W] -> [N, 1, H', W']``; 256x256 gives 30x30 with ``n_layers=3``.
     """
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", spectral_norm: bool = False) -> None:
+    def __init__(
+        self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", spectral_norm: bool = False, antialias: bool = False
+    ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(
@@ -150,17 +156,22 @@ class NLayerDiscriminator(nn.Module):
             )
         make_norm, bias = norm_layer(norm), uses_bias(norm)
         channels = [ndf * min(2**n, 8) for n in range(n_layers + 1)]
+        down = 1 if antialias else 2
         layers: list[nn.Module] = [
-            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+            nn.Conv2d(input_nc, ndf, kernel_size=4, stride=down, padding=1),
             nn.LeakyReLU(0.2, True),
         ]
+        if antialias:
+            layers.append(BlurDownsample(ndf))
         for n in range(1, n_layers + 1):
-            stride = 2 if n < n_layers else 1
+            last = n == n_layers
             layers += [
-                nn.Conv2d(channels[n - 1], channels[n], kernel_size=4, stride=stride, padding=1, bias=bias),
+                nn.Conv2d(channels[n - 1], channels[n], kernel_size=4, stride=1 if last else down, padding=1, bias=bias),
                 make_norm(channels[n]),
                 nn.LeakyReLU(0.2, True),
             ]
+            if antialias and not last:
+                layers.append(BlurDownsample(channels[n]))
         layers.append(nn.Conv2d(channels[-1], 1, kernel_size=4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
         if spectral_norm:
@@ -208,9 +219,11 @@ def build_discriminator(cfg: Any, input_nc: int, section: str = "model.discrimin
     _, n_layers = resolve_preset(section, DISCRIMINATOR_ARCHS, cfg)
     try:
         if n_layers == 0:
+            if cfg.antialias:
+                raise ValueError("antialias: the pixel discriminator has no stride to anti-alias; set it false")
             net: nn.Module = PixelDiscriminator(input_nc, cfg.ndf, str(cfg.norm), cfg.spectral_norm)
         else:
-            net = NLayerDiscriminator(input_nc, cfg.ndf, n_layers, str(cfg.norm), cfg.spectral_norm)
+            net = NLayerDiscriminator(input_nc, cfg.ndf, n_layers, str(cfg.norm), cfg.spectral_norm, cfg.antialias)
         return init_weights(net, cfg.init_type, cfg.init_gain)
     except ValueError as err:
         raise ConfigError(f"{section}.{err}") from None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from translate.errors import ConfigError
+from translate.networks.antialias import BlurDownsample, BlurUpsample
 from translate.networks.configs import GENERATOR_ARCHS, RESNET_DOWNSAMPLINGS, UNET_MIN_DOWNS, resolve_preset, size_hint
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
@@ -243,6 +244,14 @@ class ResnetGenerator(nn.Module):
     blocks at 4ngf, two transposed-conv upsamplings, ReflectionPad(3) + Conv7 and Tanh, all in one
     ``nn.Sequential`` called ``model`` whose indices match the reference checkpoints.
 
+    ``antialias`` (CUT's default, Park et al. 2020 after Zhang 2019): each downsampling is Conv3/s1 -> norm
+    -> ReLU -> :class:`~translate.networks.antialias.BlurDownsample` instead of a stride-2 convolution;
+    ``antialias_up``: each upsampling is :class:`~translate.networks.antialias.BlurUpsample` -> Conv3/s1 ->
+    norm -> ReLU instead of a transposed convolution. Either adds one layer per resampling to ``model``, in
+    the order of CUT's code, so its indices (which CUT's ``nce_layers`` name) and checkpoints match too.
+
+    :meth:`encode` returns the outputs of chosen layers of ``model``: the features CUT's PatchNCE compares.
+
     Shapes: ``[N, input_nc, H, W] -> [N, output_nc, H, W]`` in [-1, 1]; H and W must be multiples of 4
     (``input_multiple``), else forward raises ValueError.
     """
@@ -258,6 +267,8 @@ class ResnetGenerator(nn.Module):
         dropout: bool = False,
         n_blocks: int = 9,
         padding_type: str = "reflect",
+        antialias: bool = False,
+        antialias_up: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 0:
@@ -273,26 +284,42 @@ class ResnetGenerator(nn.Module):
         ]
         for i in range(self.n_downsampling):
             c = ngf * 2**i
-            layers += [
-                nn.Conv2d(c, c * 2, kernel_size=3, stride=2, padding=1, bias=bias),
-                make_norm(c * 2),
-                nn.ReLU(True),
-            ]
+            stride = 1 if antialias else 2
+            layers += [nn.Conv2d(c, c * 2, kernel_size=3, stride=stride, padding=1, bias=bias), make_norm(c * 2), nn.ReLU(True)]
+            if antialias:
+                layers.append(BlurDownsample(c * 2))
         dim = ngf * 2**self.n_downsampling
         layers += [ResnetBlock(dim, padding_type, norm, dropout) for _ in range(n_blocks)]
         for i in range(self.n_downsampling):
             c = dim // 2**i
-            layers += [
-                nn.ConvTranspose2d(c, c // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias),
-                make_norm(c // 2),
-                nn.ReLU(True),
-            ]
+            if antialias_up:
+                layers += [BlurUpsample(c), nn.Conv2d(c, c // 2, kernel_size=3, padding=1, bias=bias)]
+            else:
+                layers.append(nn.ConvTranspose2d(c, c // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias))
+            layers += [make_norm(c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.input_multiple, "ResnetGenerator")
         return self.model(x)
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> List[torch.Tensor]:
+        """The output of ``model[i]`` for each ``i`` of ``layers`` (increasing), running ``model`` only as far
+        as the last of them (CUT's ``encode_only``).
+
+        Shapes: ``[N, input_nc, H, W] ->`` one ``[N, C_i, H_i, W_i]`` per layer; layer 0 (the input
+        reflection-padded by 3) is ``[N, input_nc, H + 6, W + 6]``.
+        """
+        if not layers or list(layers) != sorted(set(layers)) or layers[0] < 0 or layers[-1] >= len(self.model):
+            raise ValueError(f"layers={list(layers)} must be increasing indices of model, from 0 to {len(self.model) - 1}")
+        _check_input(x, self.input_multiple, "ResnetGenerator")
+        features = []
+        for i, layer in enumerate(self.model[: layers[-1] + 1]):
+            x = layer(x)
+            if i in layers:
+                features.append(x)
+        return features
 
 
 def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "model.generator") -> nn.Module:
@@ -305,9 +332,21 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
     family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg)
     try:
         if family == "unet":
+            if cfg.antialias or cfg.antialias_up:
+                raise ValueError("antialias: anti-aliased resampling is built into the ResNet generators only; set it false for a U-Net")
             net: nn.Module = UnetGenerator(input_nc, output_nc, depth, cfg.ngf, str(cfg.norm), bool(cfg.dropout))
         else:
-            net = ResnetGenerator(input_nc, output_nc, cfg.ngf, str(cfg.norm), bool(cfg.dropout), depth, str(cfg.padding_type))
+            net = ResnetGenerator(
+                input_nc,
+                output_nc,
+                cfg.ngf,
+                str(cfg.norm),
+                bool(cfg.dropout),
+                depth,
+                str(cfg.padding_type),
+                cfg.antialias,
+                cfg.antialias_up,
+            )
         return init_weights(net, cfg.init_type, cfg.init_gain)
     except ValueError as err:
         raise ConfigError(f"{section}.{err}") from None
