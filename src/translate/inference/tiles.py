@@ -288,6 +288,13 @@ class TileRunner:
         """The whole translation, float32 ``[C_out, H, W]`` in [-1, 1] on the CPU."""
         return torch.cat([band for _, band in self(image, plan)], dim=1)
 
+    def translate_whole(self, images: Sequence[np.ndarray], plan: TilePlan) -> List[torch.Tensor]:
+        """Several images of one size, each whole (``plan`` has one tile), in one batch; as :meth:`translate`."""
+        (top, bottom), (left, right) = plan.rows.spans[0], plan.cols.spans[0]
+        with torch.no_grad():
+            batch = torch.stack([self._piece(image, plan, top, bottom, left, right) for image in images]).to(self.device)
+            return list(self.net(batch).float()[:, :, : plan.height, : plan.width].cpu())
+
     def _piece(self, image: np.ndarray, plan: TilePlan, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
         rows = border_index(plan.height, plan.padded[0])[top:bottom]
         cols = border_index(plan.width, plan.padded[1])[left:right]
