@@ -276,6 +276,9 @@ class ExportConfig:
     # Side of the example image the generator is traced on; null: the run's crop size, else 256.
     size: Optional[int] = None
     weights: Weights = Weights.ema
+    # true: the run's preprocessing baked in: the file takes an 8-bit [H, W, C] image of any size and gives
+    # one back (pads to the generator's multiple and crops back inside), the pixels translate.load gives.
+    bake: bool = False
 
     def check(self) -> None:
         if not self.run and not self.checkpoint:

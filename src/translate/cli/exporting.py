@@ -1,7 +1,7 @@
 """What ``translate-export`` does: write a trained generator as a file that runs without ``translate`` installed.
 
     translate-export run=<run dir> format=torchscript|onnx [checkpoint=<file>] [network=G|G_A|G_B]
-                     [output=<file>] [size=<side>]
+                     [output=<file>] [size=<side>] [bake=true]
 
 ``checkpoint=`` may also be a reference generator file (``latest_net_G.pth``, ...). The generator is
 exported in eval mode (dropout off, batch norm on its running statistics), traced on a
@@ -11,6 +11,10 @@ exported in eval mode (dropout off, batch norm on its running statistics), trace
 - ``torchscript``: ``torch.jit.load(path)(x)`` with x ``[N, C, H, W]`` in [-1, 1]; needs only PyTorch.
 - ``onnx``: input ``input`` ``[N, C, H, W]``, output ``output``; needs the ``onnx`` package to write
   (``pip install "translate[export]"``), any ONNX runtime to run.
+
+With ``bake=true`` the run's preprocessing is part of the file (:class:`translate.inference.baked.BakedGenerator`):
+input ``image`` ``[H, W, C]`` uint8 of any size, output ``[H, W, C_out]`` uint8, the pixels that
+``translate.load(run)(image)`` gives; default output ``<network>_<checkpoint stem>_uint8.<format>``.
 
 The cGAN's generator takes ``z`` ``[N, z_dim]`` and ``labels`` ``[N]`` (int64) instead. The default output is
 ``<run>/export/<network>_<checkpoint stem>.torchscript.pt`` (or ``.onnx``); for a reference file,
@@ -32,6 +36,7 @@ from translate.config import ExportConfig, ExportFormat, Weights
 from translate.errors import ConfigError, ExportError
 from translate.files import atomic_write, read_weights, resolve_checkpoint
 from translate.hub.reference import generator_from_weights
+from translate.inference.baked import BakedGenerator
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
@@ -88,6 +93,18 @@ def example_inputs(net: nn.Module, size: int) -> Tuple[Tuple[torch.Tensor, ...],
     return (torch.randn(1, channels, size, size),), ["input"], {"input": image_axes, "output": image_axes}
 
 
+def baked(net: nn.Module, example: torch.Tensor) -> Tuple[nn.Module, Tuple[torch.Tensor, ...], List[str], Dict[str, Dict[int, str]]]:
+    """``net`` with its preprocessing baked in, and its example input (an 8-bit ``[size, size, C]`` image),
+    input names and dynamic axes."""
+    if isinstance(net, ConditionalGenerator):
+        raise ConfigError("bake=true: the cGAN's generator takes noise and labels, not images; export it without bake")
+    image = torch.randint(
+        0, 256, (example.shape[2], example.shape[3], example.shape[1]), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    axes = {0: "height", 1: "width"}
+    return BakedGenerator(net).eval(), (image,), ["image"], {"image": axes, "output": axes}
+
+
 def write_torchscript(net: nn.Module, example: Tuple[torch.Tensor, ...], output: Path) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         # The only Python control flow in the generators is their input-size check, meant to stay out of the graph.
@@ -129,6 +146,9 @@ def export_generator(cfg: ExportConfig) -> Path:
         raise ExportError('format=onnx needs the onnx package: pip install "translate[export]"')
     net, name, folder, trained_size = load_generator(cfg.checkpoint or cfg.run or "", cfg.network, cfg.weights)
     example, names, axes = example_inputs(net, cfg.size if cfg.size is not None else trained_size or DEFAULT_SIZE)
+    if cfg.bake:
+        net, example, names, axes = baked(net, example[0])
+        name += "_uint8"
     path = Path(cfg.output) if cfg.output else folder / f"{name}{SUFFIXES[cfg.format]}"
     if cfg.format == ExportFormat.torchscript:
         write_torchscript(net, example, path)

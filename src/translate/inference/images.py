@@ -185,7 +185,8 @@ def _write_wide_colour(tmp: str, pixels: np.ndarray, fmt: str) -> None:
 
 
 def to_pixels(image: "np.ndarray", max_value: int) -> np.ndarray:
-    """A float ``[C, H, W]`` array in [-1, 1] as ``[H, W, C]`` pixels of uint8 (``max_value`` 255) or uint16."""
+    """A float ``[C, H, W]`` array in [-1, 1] as ``[H, W, C]`` pixels of uint8 (``max_value`` 255) or uint16,
+    rounded half to even (as torch.round, which an export with baked preprocessing uses)."""
     dtype = np.uint16 if max_value == 65535 else np.uint8
-    scaled = np.clip(np.rint((np.asarray(image, dtype=np.float32) + 1.0) * (max_value / 2.0)), 0, max_value)
+    scaled = np.clip(np.rint((np.asarray(image, dtype=np.float32) + np.float32(1.0)) * np.float32(max_value / 2.0)), 0, max_value)
     return scaled.astype(dtype).transpose(1, 2, 0)

@@ -206,7 +206,7 @@ class Translator:
     def _to_input(self, max_value: int) -> Callable[[np.ndarray], torch.Tensor]:
         def to_input(piece: np.ndarray) -> torch.Tensor:
             x = torch.from_numpy(np.ascontiguousarray(piece)).permute(2, 0, 1).float()
-            return x if max_value == 0 else x * (2.0 / max_value) - 1.0
+            return x if max_value == 0 else to_unit_range(x, max_value)
 
         return to_input
 
@@ -240,6 +240,16 @@ class Translator:
         z = torch.randn(len(labels), self.net.z_dim, generator=gen)
         with torch.no_grad():
             return self.net(z.to(self.device), labels.to(self.device)).float().cpu()
+
+
+def to_unit_range(pixels: torch.Tensor, max_value: int) -> torch.Tensor:
+    """Float pixels 0..``max_value`` -> [-1, 1], the run's normalisation (mean 0.5, std 0.5 of [0, 1])."""
+    return pixels * (2.0 / max_value) - 1.0
+
+
+def from_unit_range(image: torch.Tensor, max_value: int) -> torch.Tensor:
+    """[-1, 1] -> float pixels 0..``max_value``, rounded (half to even) and clipped."""
+    return ((image + 1.0) * (max_value / 2.0)).round().clamp(0, max_value)
 
 
 def _as_pil(out: torch.Tensor, max_value: int) -> Image.Image:
