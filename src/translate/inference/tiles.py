@@ -349,3 +349,23 @@ class TileRunner:
                 yield acc_top, acc[:, :keep, : plan.width].cpu() / (row_norm[acc_top : acc_top + keep, None] * col_norm[None, :])
             acc = acc[:, done - acc_top :]
             acc_top = done
+
+
+def seam_ratio(image: np.ndarray, plan: TilePlan) -> float:
+    """How much a tiled translation ``image`` (``[H, W, C]``) steps across the borders of its tiles' cores,
+    against everywhere else. A seam is coherent along its border while texture is not, so each band of tiles
+    is first averaged along the border's direction (a column profile per row of tiles, a row profile per column
+    of tiles); the measure is the mean absolute step of those profiles at the core borders divided by their
+    mean step everywhere else. About 1: no seam; hand-tiling gives several."""
+    x = np.asarray(image, dtype=np.float64)
+    at, elsewhere = [], []
+    for axis, bands, borders in ((1, plan.rows.cores, plan.cols.cores), (0, plan.cols.cores, plan.rows.cores)):
+        length = x.shape[axis]
+        cuts = [start - 1 for start, _ in borders[1:] if start < length]
+        for start, stop in bands:
+            band = x[start:stop] if axis == 1 else x[:, start:stop]
+            profile = band.mean(axis=1 - axis)  # [length, C]: averaged along the border's direction
+            steps = np.abs(np.diff(profile, axis=0)).mean(axis=1)
+            at.extend(steps[cuts])
+            elsewhere.extend(np.delete(steps, cuts))
+    return float(np.mean(at) / np.mean(elsewhere)) if at else 1.0

@@ -2,8 +2,9 @@
 
 ``init_from`` is what :func:`translate.inference.translator.find_source` takes: a run directory or one of its
 checkpoints (every network of the same model is loaded, the generators' raw weights), a reference-format
-generator file or a published generator's name (the run's first generator: G, or CycleGAN's G_A), or a
-folder of the reference's files (``latest_net_G_A.pth``, ``latest_net_D_B.pth``, ...: each network found).
+generator file, a folder holding ``latest_net_G.pth`` or a published generator's name (the run's first
+generator: G, or CycleGAN's G_A), or a folder of the reference's files named after this run's networks
+(``latest_net_G_A.pth``, ``latest_net_D_B.pth``, ...: each one found).
 Networks the source lacks start fresh, as do the optimisers, the schedule and the step count. A network that
 does not fit raises CheckpointError naming both architectures.
 """
@@ -64,12 +65,9 @@ def init_networks(model: GANModel, source: str) -> Dict[str, str]:
     where its weights came from ("fresh" for those started anew), and logs it."""
     names = list(model.networks)
     folder = Path(source).expanduser()
-    if folder.is_dir() and not (folder / "checkpoints").is_dir() and any(folder.glob("latest_net_*.pth")):
-        states = _reference_folder(folder, names)
-        where = folder
-        if not states:
-            raise CheckpointError(f"init_from={folder}: no latest_net_<name>.pth for any network of this run ({', '.join(names)})")
-    else:
+    states = _reference_folder(folder, names) if folder.is_dir() else {}
+    where = folder
+    if not states:
         found = find_source(source)
         where = found.path
         if found.is_run:
