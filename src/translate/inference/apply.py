@@ -30,6 +30,7 @@ from translate.config import ApplyConfig
 from translate.data.folders import find_images, is_image_file
 from translate.errors import BadImageError, ConfigError, DatasetNotFoundError
 from translate.inference.images import Picture, as_channels, read_picture, to_pixels, write_picture
+from translate.inference.tiles import tile_passes
 from translate.inference.translator import Translator, load
 from translate.inference.video import VideoReader, VideoWriter, is_video_file
 
@@ -106,7 +107,19 @@ def apply_images(g: Translator, paths: List[Path], base: Path, output: Path, cfg
         nonlocal written
         if not pending:
             return
-        outs = g.translate_pixels([p[2] for p in pending], pending[0][1].max_value, cfg.tile, cfg.overlap)
+        h, w = pending[0][2].shape[:2]
+        plan = g.plan(h, w, cfg.tile, cfg.overlap)
+        tiles = None
+        if plan.count > 1 and cfg.progress_bar:
+            # A large image takes a while: its tile passes get a bar of their own.
+            tiles = tqdm(total=tile_passes(g.net, plan), unit="tile", leave=False, desc=pending[0][0].name)
+        try:
+            outs = g.translate_pixels(
+                [p[2] for p in pending], pending[0][1].max_value, cfg.tile, cfg.overlap, tiles.update if tiles else None
+            )
+        finally:
+            if tiles is not None:
+                tiles.close()
         for (path, picture, _), out in zip(pending, outs):
             write_picture(output / path.relative_to(base), to_pixels(out.numpy(), picture.max_value), like=picture)
             written += 1

@@ -269,11 +269,20 @@ class TileRunner:
     [-1, 1] (its channel conversion and scaling). Calling the runner yields the translation band by band.
     """
 
-    def __init__(self, net: nn.Module, device: torch.device, to_input: Callable[[np.ndarray], torch.Tensor], batch_size: int = 4) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        device: torch.device,
+        to_input: Callable[[np.ndarray], torch.Tensor],
+        batch_size: int = 4,
+        on_tiles: Optional[Callable[[int], None]] = None,
+    ) -> None:
         self.net = net
         self.device = device
         self.to_input = to_input
         self.batch_size = batch_size
+        #: Called with the number of tiles of each batch run (for a progress bar: :func:`tile_passes` in all).
+        self.on_tiles = on_tiles
 
     def __call__(self, image: np.ndarray, plan: TilePlan) -> Iterator[Tuple[int, torch.Tensor]]:
         """The translated image, band by band from the top: ``(first row, float32 [C_out, rows, W] on the
@@ -307,6 +316,8 @@ class TileRunner:
         for i in range(0, len(tiles), self.batch_size):
             chunk = tiles[i : i + self.batch_size]
             yield chunk, torch.stack([self._piece(image, plan, *t[1:]) for t in chunk]).to(self.device)
+            if self.on_tiles is not None:
+                self.on_tiles(len(chunk))
 
     def _first(self, image: np.ndarray, plan: TilePlan, stats: ImageStatistics) -> None:
         (top, bottom), (left, right) = plan.rows.spans[0], plan.cols.spans[0]
@@ -349,6 +360,13 @@ class TileRunner:
                 yield acc_top, acc[:, :keep, : plan.width].cpu() / (row_norm[acc_top : acc_top + keep, None] * col_norm[None, :])
             acc = acc[:, done - acc_top :]
             acc_top = done
+
+
+def tile_passes(net: nn.Module, plan: TilePlan) -> int:
+    """How many tile forward passes (full or stopped early) translating in ``plan`` takes with ``net``: one
+    sweep over the tiles per input-statistics layer when there are several tiles, then the final pass."""
+    layers = ImageStatistics(net).layers if plan.count > 1 else 0
+    return (layers + 1) * plan.count
 
 
 def seam_ratio(image: np.ndarray, plan: TilePlan) -> float:

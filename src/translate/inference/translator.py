@@ -29,7 +29,7 @@ from translate.hub.catalog import MODELS as PRETRAINED
 from translate.hub.download import default_data_dir, model_path
 from translate.hub.reference import generator_from_weights
 from translate.inference.images import as_channels, check_pixels, read_picture, to_pixels
-from translate.inference.tiles import TileRunner, plan_tiles
+from translate.inference.tiles import TilePlan, TileRunner, plan_tiles
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
@@ -210,14 +210,24 @@ class Translator:
 
         return to_input
 
+    def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: int = 32) -> TilePlan:
+        """The tiles an image of ``height`` x ``width`` is cut into (one when ``tile`` is None or covers it)."""
+        return plan_tiles(height, width, self.multiple, tile, overlap)
+
     def translate_pixels(
-        self, images: Sequence[np.ndarray], max_value: int, tile: Optional[int] = None, overlap: int = 32
+        self,
+        images: Sequence[np.ndarray],
+        max_value: int,
+        tile: Optional[int] = None,
+        overlap: int = 32,
+        on_tiles: Optional[Callable[[int], None]] = None,
     ) -> List[torch.Tensor]:
         """The translation, float32 ``[C_out, H, W]`` in [-1, 1] on the CPU, of each ``[H, W, C_in]`` array in
-        ``images`` (one shape, pixels up to ``max_value``; 0: floats already in [-1, 1]), at its own size."""
-        runner = TileRunner(self.net, self.device, self._to_input(max_value), self.batch_size)
+        ``images`` (one shape, pixels up to ``max_value``; 0: floats already in [-1, 1]), at its own size.
+        ``on_tiles(n)`` is called after each batch of ``n`` tiles (see :func:`translate.inference.tiles.tile_passes`)."""
+        runner = TileRunner(self.net, self.device, self._to_input(max_value), self.batch_size, on_tiles)
         h, w = images[0].shape[:2]
-        plan = plan_tiles(h, w, self.multiple, tile, overlap)
+        plan = self.plan(h, w, tile, overlap)
         if len(images) == 1 or plan.count > 1:
             return [runner.translate(image, plan) for image in images]
         return runner.translate_whole(images, plan)
