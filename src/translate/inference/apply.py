@@ -113,15 +113,17 @@ def apply_images(g: Translator, paths: List[Path], base: Path, output: Path, cfg
         if plan.count > 1 and cfg.progress_bar:
             # A large image takes a while: its tile passes get a bar of their own.
             tiles = tqdm(total=tile_passes(g.net, plan), unit="tile", leave=False, desc=pending[0][0].name)
+        max_value = pending[0][1].max_value
         try:
-            outs = g.translate_pixels(
-                [p[2] for p in pending], pending[0][1].max_value, cfg.tile, cfg.overlap, tiles.update if tiles else None
-            )
+            if len(pending) == 1:  # band by band into pixels: a large image never exists as floats whole
+                outs = [g.translate_to_pixels(pending[0][2], max_value, cfg.tile, cfg.overlap, tiles.update if tiles else None)]
+            else:
+                outs = [to_pixels(out.numpy(), max_value) for out in g.translate_pixels([p[2] for p in pending], max_value)]
         finally:
             if tiles is not None:
                 tiles.close()
         for (path, picture, _), out in zip(pending, outs):
-            write_picture(output / path.relative_to(base), to_pixels(out.numpy(), picture.max_value), like=picture)
+            write_picture(output / path.relative_to(base), out, like=picture)
             written += 1
             bar.update()
         pending.clear()

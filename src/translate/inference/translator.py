@@ -232,6 +232,26 @@ class Translator:
             return [runner.translate(image, plan) for image in images]
         return runner.translate_whole(images, plan)
 
+    def translate_to_pixels(
+        self,
+        image: np.ndarray,
+        max_value: int,
+        tile: Optional[int] = None,
+        overlap: int = 32,
+        on_tiles: Optional[Callable[[int], None]] = None,
+    ) -> np.ndarray:
+        """The translation of one ``[H, W, C_in]`` image of pixels up to ``max_value`` as ``[H, W, C_out]`` pixels
+        of the same depth, converted band by band as the tiles finish them: no float copy of the whole image."""
+        runner = TileRunner(self.net, self.device, self._to_input(max_value), self.batch_size, on_tiles)
+        out: Optional[np.ndarray] = None
+        for top, band in runner(image, self.plan(image.shape[0], image.shape[1], tile, overlap)):
+            pixels = to_pixels(band.numpy(), max_value)
+            if out is None:
+                out = np.empty((image.shape[0], image.shape[1], pixels.shape[2]), pixels.dtype)
+            out[top : top + pixels.shape[0]] = pixels
+        assert out is not None
+        return out
+
     # ---------------------------------------------------------------------------------------------- cGAN
 
     def sample(self, labels: Union[int, Sequence[int], torch.Tensor], n: int = 1, seed: Optional[int] = None) -> torch.Tensor:
