@@ -79,7 +79,7 @@ def find_source(source: PathLike) -> Source:
         path = model_path(pretrained_dir(), str(source))
         if not path.is_file():
             raise CheckpointError(
-                f"the pretrained generator {source} is not downloaded to {path}; run: translate-data download-model {source}"
+                f"{source}: this pretrained generator is not downloaded (to {path}); run: translate-data download-model {source}"
             )
     elif path.is_dir():
         found = [p for p in (path / "checkpoints" / "latest.pt", path / "latest_net_G.pth") if p.is_file()]

@@ -68,7 +68,10 @@ def init_networks(model: GANModel, source: str) -> Dict[str, str]:
     states = _reference_folder(folder, names) if folder.is_dir() else {}
     where = folder
     if not states:
-        found = find_source(source)
+        try:
+            found = find_source(source)
+        except CheckpointError as err:
+            raise CheckpointError(f"init_from={err}") from None
         where = found.path
         if found.is_run:
             ckpt = Checkpoint.from_state(found.raw, found.path)
