@@ -89,6 +89,8 @@ def part_psnr(args: argparse.Namespace) -> Dict[str, Any]:
                 "tile": args.tile,
                 "overlap": overlap,
                 "tiles": plan.count,
+                # Tiles are spread evenly, so neighbours may overlap by more than asked.
+                "overlap_effective": min(a[1] - b[0] for axis in (plan.rows, plan.cols) for a, b in zip(axis.spans, axis.spans[1:])),
                 "psnr_image_stats_db": psnr(tiled, whole),
                 "psnr_tile_stats_db": psnr(own, whole),
                 "seam_image_stats": seam_ratio(tiled, plan),
