@@ -141,7 +141,7 @@ class Translator:
 
     # ------------------------------------------------------------------------------------------- images
 
-    def __call__(self, image: Any, tile: Optional[int] = None, overlap: int = 32) -> Any:
+    def __call__(self, image: Any, tile: Optional[int] = None, overlap: int = 64) -> Any:
         if self.conditional:
             raise InputError("this is a cGAN generator: it draws digits from class labels; call g.sample(labels, n=...)")
         if isinstance(image, list):
@@ -210,7 +210,7 @@ class Translator:
 
         return to_input
 
-    def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: int = 32) -> TilePlan:
+    def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: int = 64) -> TilePlan:
         """The tiles an image of ``height`` x ``width`` is cut into (one when ``tile`` is None or covers it)."""
         return plan_tiles(height, width, self.multiple, tile, overlap)
 
@@ -219,7 +219,7 @@ class Translator:
         images: Sequence[np.ndarray],
         max_value: int,
         tile: Optional[int] = None,
-        overlap: int = 32,
+        overlap: int = 64,
         on_tiles: Optional[Callable[[int], None]] = None,
     ) -> List[torch.Tensor]:
         """The translation, float32 ``[C_out, H, W]`` in [-1, 1] on the CPU, of each ``[H, W, C_in]`` array in
@@ -237,7 +237,7 @@ class Translator:
         image: np.ndarray,
         max_value: int,
         tile: Optional[int] = None,
-        overlap: int = 32,
+        overlap: int = 64,
         on_tiles: Optional[Callable[[int], None]] = None,
     ) -> np.ndarray:
         """The translation of one ``[H, W, C_in]`` image of pixels up to ``max_value`` as ``[H, W, C_out]`` pixels
