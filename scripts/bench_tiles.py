@@ -14,7 +14,7 @@ Parts (each writes its numbers into ``<out>/bench_tiles.json`` and prints a tabl
 - ``memory``: ``translate-apply`` on a 4096 x 4096 photo with ``tile=512 overlap=64`` in a child process on
   the CPU; its peak resident memory (``ru_maxrss``). The generator is ResNet with ngf 64 and no residual
   block: the same widest activations as ResNet-9 (ngf channels at full resolution, 4 ngf at a quarter), which
-  set the peak, at a fraction of the compute.
+  set the peak, at a fraction of the compute. ``--batch-size`` tiles per forward pass (default 4).
 - ``speed``: ``--images`` photos of 256 x 256 through ResNet-9: translate-apply (batches, one image read ahead)
   against a loop of ``g(Image.open(path)).save(...)``, one image at a time. Images/s of each.
 
@@ -133,7 +133,7 @@ def part_memory(args: argparse.Namespace) -> Dict[str, Any]:
             f"output={folder / 'out'}",
             "tile=512",
             "overlap=64",
-            "batch_size=4",
+            f"batch_size={args.batch_size}",
             "device=cpu",
             "progress_bar=false",
         ]
