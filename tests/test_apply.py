@@ -90,7 +90,7 @@ def test_import_translate_stays_light_and_load_is_there():
 
 def test_every_kind_of_image_comes_back_as_its_kind_at_its_own_size(gen_file, tmp_path):
     net = resnet()
-    g = translate.load(gen_file, device="cpu")
+    g = translate.load(gen_file, device="cpu", batch_size=4)  # whole images of one size go in batches
     pixels = scene(30, 45)  # neither side a multiple of 4
     expected = eager(net, pixels)
 

@@ -304,8 +304,8 @@ class ApplyConfig:
     # Tile side in pixels (null: each image whole) and the overlap of neighbouring tiles.
     tile: Optional[int] = None
     overlap: int = 64
-    # Images, tiles or frames per forward pass.
-    batch_size: int = 4
+    # Images, tiles or frames per forward pass; null: 1 on the CPU (batching does not pay there), 4 on a GPU.
+    batch_size: Optional[int] = None
     # Frames per second of a video made from a folder of frames (a video keeps its own).
     fps: float = 30.0
     # true: an image that cannot be read is logged and left out; false: it stops the command.
@@ -326,7 +326,7 @@ class ApplyConfig:
         at_least(self.overlap, 0, "overlap")
         if self.tile is not None and self.overlap >= self.tile:
             raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
-        at_least(self.batch_size, 1, "batch_size")
+        at_least(self.batch_size, 1, "batch_size", optional=True)
         require(self.fps > 0, "fps", self.fps, "must be > 0, e.g. 30")
 
 
