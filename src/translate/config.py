@@ -1,5 +1,5 @@
 """The shared config vocabulary: the enums, the schemas of the groups every run shares (trainer, device,
-logger, paths, metrics), and the whole configs of translate-test and translate-export. Imports no torch
+logger, paths, metrics), and the whole configs of translate-test, translate-export and translate-apply. Imports no torch
 and no component.
 
 Hydra composes YAML; these dataclasses and the component schemas beside their code
@@ -276,11 +276,58 @@ class ExportConfig:
     # Side of the example image the generator is traced on; null: the run's crop size, else 256.
     size: Optional[int] = None
     weights: Weights = Weights.ema
+    # true: the run's preprocessing baked in: the file takes an 8-bit [H, W, C] image of any size and gives
+    # one back (pads to the generator's multiple and crops back inside), the pixels translate.load gives.
+    bake: bool = False
 
     def check(self) -> None:
         if not self.run and not self.checkpoint:
             raise ConfigError("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
         at_least(self.size, 1, "size", optional=True)
+
+
+@dataclass
+class ApplyConfig:
+    """translate-apply's config (conf/apply.yaml): which generator, on which images or video, into where."""
+
+    # A run directory, a checkpoint file, a reference generator file, or a pretrained name (horse2zebra).
+    run: Optional[str] = None
+    # An image, a folder of images (searched recursively), a glob ('photos/*.jpg'), or a video file.
+    input: Optional[str] = None
+    # A folder (images keep their names and sub-folders; a video its name), or a video file to write.
+    output: Optional[str] = None
+    weights: Weights = Weights.ema
+    # CycleGAN: AtoB (G_A) or BtoA (G_B).
+    direction: str = "AtoB"
+    # A generator by name instead (G, G_A, G_B).
+    network: Optional[str] = None
+    # Tile side in pixels (null: each image whole) and the overlap of neighbouring tiles.
+    tile: Optional[int] = None
+    overlap: int = 64
+    # Images, tiles or frames per forward pass; null: 1 on the CPU (batching does not pay there), 4 on a GPU.
+    batch_size: Optional[int] = None
+    # Frames per second of a video made from a folder of frames (a video keeps its own).
+    fps: float = 30.0
+    # true: an image that cannot be read is logged and left out; false: it stops the command.
+    skip_bad: bool = False
+    progress_bar: bool = True
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def check(self) -> None:
+        for key, example in (
+            ("run", "outputs/cyclegan/horse2zebra/<time> or horse2zebra"),
+            ("input", "photos/"),
+            ("output", "translated/"),
+        ):
+            if not getattr(self, key):
+                raise ConfigError(f"{key} is not set; add {key}=<...>, e.g. {key}={example}")
+        require(self.direction in ("AtoB", "BtoA"), "direction", self.direction, "is not known; use AtoB or BtoA")
+        at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
+        at_least(self.overlap, 0, "overlap")
+        if self.tile is not None and self.overlap >= self.tile:
+            raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
+        at_least(self.batch_size, 1, "batch_size", optional=True)
+        require(self.fps > 0, "fps", self.fps, "must be > 0, e.g. 30")
 
 
 def require(ok: bool, key: str, value: Any, rule: str) -> None:

@@ -63,3 +63,7 @@ class DeviceError(TranslateError, RuntimeError):
 
 class ExportError(TranslateError, RuntimeError):
     """A generator that cannot be written in the requested format; the message says what would work."""
+
+
+class InputError(TranslateError, ValueError):
+    """An input a trained generator cannot take (wrong channels, dtype or range); the message names it."""

@@ -10,7 +10,7 @@ from typing import NoReturn, Sequence
 
 from hydra.core.config_store import ConfigStore
 
-from translate.config import DeviceConfig, ExportConfig, LoggerConfig, PathsConfig, TestConfig, TrainerConfig
+from translate.config import ApplyConfig, DeviceConfig, ExportConfig, LoggerConfig, PathsConfig, TestConfig, TrainerConfig
 from translate.data.configs import ImageDataConfig, MNISTDataConfig
 from translate.errors import TranslateError
 from translate.models import MODELS
@@ -42,6 +42,7 @@ def register_schemas() -> None:
         ("train_schema", TrainConfig),
         ("test_schema", TestConfig),
         ("export_schema", ExportConfig),
+        ("apply_schema", ApplyConfig),
         ("schema_trainer", TrainerConfig),
         ("schema_device", DeviceConfig),
         ("schema_logger", LoggerConfig),

@@ -1,7 +1,7 @@
 """What ``translate-export`` does: write a trained generator as a file that runs without ``translate`` installed.
 
     translate-export run=<run dir> format=torchscript|onnx [checkpoint=<file>] [network=G|G_A|G_B]
-                     [output=<file>] [size=<side>]
+                     [output=<file>] [size=<side>] [bake=true]
 
 ``checkpoint=`` may also be a reference generator file (``latest_net_G.pth``, ...). The generator is
 exported in eval mode (dropout off, batch norm on its running statistics), traced on a
@@ -11,6 +11,10 @@ exported in eval mode (dropout off, batch norm on its running statistics), trace
 - ``torchscript``: ``torch.jit.load(path)(x)`` with x ``[N, C, H, W]`` in [-1, 1]; needs only PyTorch.
 - ``onnx``: input ``input`` ``[N, C, H, W]``, output ``output``; needs the ``onnx`` package to write
   (``pip install "translate[export]"``), any ONNX runtime to run.
+
+With ``bake=true`` the run's preprocessing is part of the file (:class:`translate.inference.baked.BakedGenerator`):
+input ``image`` ``[H, W, C]`` uint8 of any size, output ``[H, W, C_out]`` uint8, the pixels that
+``translate.load(run)(image)`` gives; default output ``<network>_<checkpoint stem>_uint8.<format>``.
 
 The cGAN's generator takes ``z`` ``[N, z_dim]`` and ``labels`` ``[N]`` (int64) instead. The default output is
 ``<run>/export/<network>_<checkpoint stem>.torchscript.pt`` (or ``.onnx``); for a reference file,
@@ -30,9 +34,9 @@ import torch.nn as nn
 
 from translate.config import ExportConfig, ExportFormat, Weights
 from translate.errors import ConfigError, ExportError
-from translate.files import atomic_write, read_weights, resolve_checkpoint
-from translate.hub.reference import generator_from_weights
-from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
+from translate.files import atomic_write
+from translate.inference.baked import BakedGenerator
+from translate.inference.translator import find_generator
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
 log = logging.getLogger(__name__)
@@ -46,29 +50,17 @@ DEFAULT_SIZE = 256
 def load_generator(
     path: PathLike, network: Optional[str] = None, weights: Weights = Weights.ema
 ) -> Tuple[nn.Module, str, Path, Optional[int]]:
-    """The generator to export from ``path`` (a run directory, one of its checkpoints, or a reference
-    generator file), in eval mode on the CPU.
+    """The generator to export from ``path`` (what :func:`translate.load` takes: a run directory, one of its
+    checkpoints, a reference generator file or a pretrained name), in eval mode on the CPU.
 
     Returns ``(generator, name for output files, folder for default outputs, image side it was trained
     at or None)``. ``network`` picks a generator of a run (default: its first, G or G_A); ``weights``: ema
     (the run's moving average of its generators when it kept one) or raw.
     """
-    path = resolve_checkpoint(path)
-    state = read_weights(path)
-    if not is_checkpoint(state):
-        if network is not None:
-            raise ConfigError(f"network={network}: {path} is a reference file holding a single generator; leave network= out")
-        net = generator_from_weights(state, path)[0]
-        return net.eval(), path.stem, path.parent / "export", None
-    ckpt = Checkpoint.from_state(state, path)
-    model = trained_model(ckpt, weights, path)
-    generators = list(model.generators)
-    if not generators:
-        raise ConfigError(f"a {ckpt.model} run has no generator to export; translate-export takes cgan, pix2pix and cyclegan runs")
-    name = network or generators[0]
-    if name not in generators:
-        raise ConfigError(f"network={name} is not a generator of this {ckpt.model} run; choose one of: {', '.join(generators)}")
-    return model.networks[name].eval(), f"{name}_{path.stem}", path.parent.parent / "export", model.info.image_size
+    source, found = find_generator(path, weights, network=network)
+    if found.name is None:
+        return found.net.eval(), source.path.stem, source.path.parent / "export", None
+    return found.net.eval(), f"{found.name}_{source.path.stem}", source.path.parent.parent / "export", found.image_size
 
 
 def example_inputs(net: nn.Module, size: int) -> Tuple[Tuple[torch.Tensor, ...], List[str], Dict[str, Dict[int, str]]]:
@@ -86,6 +78,18 @@ def example_inputs(net: nn.Module, size: int) -> Tuple[Tuple[torch.Tensor, ...],
     channels = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
     image_axes = {0: "batch", 2: "height", 3: "width"}
     return (torch.randn(1, channels, size, size),), ["input"], {"input": image_axes, "output": image_axes}
+
+
+def baked(net: nn.Module, example: torch.Tensor) -> Tuple[nn.Module, Tuple[torch.Tensor, ...], List[str], Dict[str, Dict[int, str]]]:
+    """``net`` with its preprocessing baked in, and its example input (an 8-bit ``[size, size, C]`` image),
+    input names and dynamic axes."""
+    if isinstance(net, ConditionalGenerator):
+        raise ConfigError("bake=true: the cGAN's generator takes noise and labels, not images; export it without bake")
+    image = torch.randint(
+        0, 256, (example.shape[2], example.shape[3], example.shape[1]), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    axes = {0: "height", 1: "width"}
+    return BakedGenerator(net).eval(), (image,), ["image"], {"image": axes, "output": axes}
 
 
 def write_torchscript(net: nn.Module, example: Tuple[torch.Tensor, ...], output: Path) -> None:
@@ -135,6 +139,9 @@ def export_generator(cfg: ExportConfig) -> Path:
         raise ExportError('format=onnx needs the onnx package: pip install "translate[export]"')
     net, name, folder, trained_size = load_generator(cfg.checkpoint or cfg.run or "", cfg.network, cfg.weights)
     example, names, axes = example_inputs(net, cfg.size if cfg.size is not None else trained_size or DEFAULT_SIZE)
+    if cfg.bake:
+        net, example, names, axes = baked(net, example[0])
+        name += "_uint8"
     path = Path(cfg.output) if cfg.output else folder / f"{name}{SUFFIXES[cfg.format]}"
     if cfg.format == ExportFormat.torchscript:
         write_torchscript(net, example, path)

@@ -28,6 +28,7 @@ import torch
 
 from translate.config import EvalMode, TestConfig, Weights
 from translate.data.configs import DataConfig, ImageDataConfig, evaluation_data
+from translate.devices import resolve_device
 from translate.errors import CheckpointError, ConfigError
 from translate.evaluation.protocols import protocol_for
 from translate.files import read_weights, resolve_checkpoint
@@ -36,7 +37,6 @@ from translate.models.base import DataInfo, GANModel
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.models.generator_only import GeneratorOnly
 from translate.settings.validate import check_model_data, typed_data, typed_model
-from translate.training.devices import resolve_device
 
 log = logging.getLogger(__name__)
 

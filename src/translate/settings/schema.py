@@ -20,6 +20,10 @@ class TrainConfig:
     name: Optional[str] = None
     # Continue a run: its directory (uses checkpoints/latest.pt) or a checkpoint file.
     resume: Optional[str] = None
+    # Fine-tune: a new run whose networks start from these weights (a run directory, a checkpoint, a reference
+    # generator file or folder, or a pretrained name such as horse2zebra); fresh optimisers and schedule.
+    # Ignored when resuming (the checkpoint holds everything then).
+    init_from: Optional[str] = None
     # What translate-train returns to a sweeper (Optuna): the last value of this metric (val/<metric> or
     # train/<loss>); null: the best value of trainer.best_metric when that is set, else the model's default
     # (pix2pix val/L1, CycleGAN val/cycle_L1_A, cGAN val/fid_mnist_classifier, classifier train/loss_C/ce).

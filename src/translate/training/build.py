@@ -20,6 +20,7 @@ from translate.data.registry import build_dataset, first_split
 from translate.data.sampling import EpochSampler
 from translate.errors import DatasetNotFoundError, TrainingError
 from translate.evaluation.protocols import Validation, protocol_for
+from translate.inference.warm_start import init_networks
 from translate.models.base import GANModel, build_model
 from translate.settings.schema import TrainConfig
 from translate.training import distributed
@@ -105,7 +106,11 @@ def build_run(cfg: TrainConfig, device: torch.device, rank: int = 0, world: int 
     total_epochs = tr.n_epochs + tr.n_epochs_decay
     total_steps = total_epochs * steps_per_epoch if tr.max_steps is None else min(total_epochs * steps_per_epoch, tr.max_steps)
 
-    model = build_model(cfg.model, dataset.info).to(device)
+    model = build_model(cfg.model, dataset.info)
+    if cfg.init_from and not cfg.resume:
+        # Before the optimisers and the moving average are built, so both start from these weights.
+        init_networks(model, cfg.init_from)
+    model.to(device)
     if cfg.device.sync_bn and world > 1:
         distributed.sync_batch_norm(model)
     distributed.broadcast_module(model)

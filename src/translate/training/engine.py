@@ -21,12 +21,12 @@ from typing import Any, Dict, Optional
 import torch
 
 from translate.data.batch import move_to
+from translate.devices import resolve_device
 from translate.evaluation.image_metrics import higher_is_better
 from translate.models.base import GANModel
 from translate.settings.schema import TrainConfig
 from translate.training import distributed
 from translate.training.build import Run, build_run
-from translate.training.devices import resolve_device
 from translate.training.reporting import RunReport, image_grid
 from translate.training.state import RunState
 from translate.training.step import TrainStep

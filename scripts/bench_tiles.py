@@ -1,0 +1,236 @@
+"""Tiles without seams, in bounded memory, and translate-apply's speed: the measurements behind the README.
+
+    python scripts/bench_tiles.py --out benchmark            # all three parts, on the CPU
+    python scripts/bench_tiles.py --part psnr --generator data/pretrained/horse2zebra/latest_net_G.pth
+
+Parts (each writes its numbers into ``<out>/bench_tiles.json`` and prints a table):
+
+- ``psnr``: a photo (matplotlib's Grace Hopper sample, resized to ``--size``) through CycleGAN's ResNet-9
+  generator (ngf 64; random weights with the reference's initialisation unless ``--generator`` names a
+  trained file) whole, then in tiles: with the whole image's norm statistics (translate's tiling), with each
+  tile's own statistics (blended as translate blends), and hand-tiled (no overlap, own statistics). PSNR
+  against the untiled image, and the seam measure (:func:`translate.inference.tiles.seam_ratio`) next to the
+  untiled image's own value at the same borders.
+- ``memory``: ``translate-apply`` on a 4096 x 4096 photo with ``tile=512 overlap=64`` in a child process on
+  the CPU; its peak resident memory (``ru_maxrss``). The generator is ResNet with ngf 64 and no residual
+  block: the same widest activations as ResNet-9 (ngf channels at full resolution, 4 ngf at a quarter), which
+  set the peak, at a fraction of the compute. ``--batch-size`` tiles per forward pass (default 4).
+- ``speed``: ``--images`` photos of 256 x 256 through ResNet-9: translate-apply (batches, one image read ahead)
+  against a loop of ``g(Image.open(path)).save(...)``, one image at a time. Images/s of each.
+
+Set OMP_NUM_THREADS (the numbers in the README used 1) and say how loaded the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from translate.inference.tiles import ImageStatistics, plan_tiles, seam_ratio
+from translate.inference.translator import Translator, load
+from translate.networks.generators import ResnetGenerator
+from translate.networks.init import init_weights
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    """matplotlib's sample photo (a real one: skin, uniform, background) at ``height`` x ``width``."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.BICUBIC))
+
+
+def generator(ngf: int, n_blocks: int, path: Optional[str]) -> Translator:
+    if path:
+        return load(path, device="cpu")
+    torch.manual_seed(0)
+    net = init_weights(ResnetGenerator(3, 3, ngf=ngf, norm="instance", n_blocks=n_blocks))
+    return Translator(net, f"ResNet ngf={ngf} n_blocks={n_blocks}, reference init, seed 0", torch.device("cpu"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def part_psnr(args: argparse.Namespace) -> Dict[str, Any]:
+    g = generator(64, 9, args.generator)
+    h, w = args.size
+    pixels = photo(h, w)
+    start = time.perf_counter()
+    whole = g(pixels)
+    whole_s = time.perf_counter() - start
+    rows = []
+    for overlap in args.overlaps:
+        plan = plan_tiles(h, w, g.multiple, args.tile, overlap)
+        start = time.perf_counter()
+        tiled = g(pixels, tile=args.tile, overlap=overlap)
+        seconds = time.perf_counter() - start
+        gather = ImageStatistics.gather
+        ImageStatistics.gather = lambda self, first, sweep: None  # each tile's own statistics
+        try:
+            own = g(pixels, tile=args.tile, overlap=overlap)
+        finally:
+            ImageStatistics.gather = gather
+        rows.append(
+            {
+                "tile": args.tile,
+                "overlap": overlap,
+                "tiles": plan.count,
+                # Tiles are spread evenly, so neighbours may overlap by more than asked.
+                "overlap_effective": min(a[1] - b[0] for axis in (plan.rows, plan.cols) for a, b in zip(axis.spans, axis.spans[1:])),
+                "psnr_image_stats_db": psnr(tiled, whole),
+                "psnr_tile_stats_db": psnr(own, whole),
+                "seam_image_stats": seam_ratio(tiled, plan),
+                "seam_tile_stats": seam_ratio(own, plan),
+                "seam_untiled_same_borders": seam_ratio(whole, plan),
+                "seconds_tiled": seconds,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    step = g.multiple * (args.tile // g.multiple)
+    hand = np.zeros_like(whole)
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            hand[top : top + step, left : left + step] = g(pixels[top : top + step, left : left + step])
+    hand_plan = plan_tiles(h, w, g.multiple, step, 0)
+    return {
+        "generator": g.description,
+        "image": f"grace_hopper.jpg resized to {w}x{h}",
+        "seconds_untiled": whole_s,
+        "tiled": rows,
+        "hand_tiled": {
+            "tile": step,
+            "psnr_db": psnr(hand, whole),
+            "seam": seam_ratio(hand, hand_plan),
+            "seam_untiled_same_borders": seam_ratio(whole, hand_plan),
+        },
+    }
+
+
+def part_memory(args: argparse.Namespace) -> Dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        Image.fromarray(photo(4096, 4096)).save(folder / "big.png")
+        torch.manual_seed(0)
+        torch.save(init_weights(ResnetGenerator(3, 3, ngf=64, norm="instance", n_blocks=0)).state_dict(), folder / "g.pth")
+        command = [
+            str(Path(sys.executable).parent / "translate-apply"),
+            f"run={folder / 'g.pth'}",
+            f"input={folder / 'big.png'}",
+            f"output={folder / 'out'}",
+            "tile=512",
+            "overlap=64",
+            f"batch_size={args.batch_size}",
+            "device=cpu",
+            "progress_bar=false",
+        ]
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(proc.stdout + proc.stderr)
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        size = Image.open(folder / "out" / "big.png").size
+    result = {
+        "command": " ".join(["translate-apply", *command[1:]]).replace(str(folder), "<tmp>"),
+        "generator": "ResNet ngf=64 n_blocks=0 (ResNet-9's widest activations), reference init",
+        "output_size": list(size),
+        "peak_rss_mib": peak_mib,
+        "seconds": seconds,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def part_speed(args: argparse.Namespace) -> Dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        big = photo(512, 512)
+        (folder / "in").mkdir()
+        for i in range(args.images):  # different crops of the photo
+            Image.fromarray(np.ascontiguousarray(np.roll(big, 37 * i, axis=1)[:256, :256])).save(folder / "in" / f"{i:03d}.png")
+        torch.manual_seed(0)
+        torch.save(init_weights(ResnetGenerator(3, 3, ngf=64, norm="instance", n_blocks=9)).state_dict(), folder / "g.pth")
+        paths = sorted((folder / "in").iterdir())
+
+        g = load(folder / "g.pth", device="cpu", batch_size=1)
+        g(np.asarray(Image.open(paths[0])))  # warm-up
+        (folder / "loop").mkdir()
+        start = time.perf_counter()
+        for path in paths:
+            g(Image.open(path)).save(folder / "loop" / path.name)
+        loop_s = time.perf_counter() - start
+
+        from translate.cli.apply import main as apply_main
+
+        start = time.perf_counter()
+        try:
+            apply_main(
+                [
+                    f"run={folder / 'g.pth'}",
+                    f"input={folder / 'in'}",
+                    f"output={folder / 'apply'}",
+                    "device=cpu",
+                    "progress_bar=false",
+                    f"batch_size={args.batch_size}",
+                ]
+            )
+        except SystemExit as exit:
+            if exit.code:
+                raise
+        apply_s = time.perf_counter() - start
+        same = all(
+            np.array_equal(np.asarray(Image.open(folder / "loop" / p.name)), np.asarray(Image.open(folder / "apply" / p.name)))
+            for p in paths
+        )
+    result = {
+        "images": args.images,
+        "size": "256x256",
+        "generator": "ResNet-9 ngf=64 (CycleGAN's), reference init",
+        "loop_images_per_s": args.images / loop_s,
+        "apply_images_per_s": args.images / apply_s,
+        "apply_batch_size": args.batch_size,
+        "speedup": loop_s / apply_s,
+        "same_pixels": same,
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["psnr", "memory", "speed", "all"], default="all")
+    parser.add_argument("--out", type=Path, default=Path("benchmark"))
+    parser.add_argument("--generator", help="a trained generator (run, file or pretrained name) for the psnr part")
+    parser.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--overlaps", type=int, nargs="+", default=[64])
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "bench_tiles.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results["machine"] = {"threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "load": os.getloadavg()}
+    parts = {"psnr": part_psnr, "memory": part_memory, "speed": part_speed}
+    for name in parts if args.part == "all" else [args.part]:
+        results[name] = parts[name](args)
+        path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
