@@ -38,7 +38,7 @@ class CGAN(GANModel):
             raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {info.num_classes} classes")
         g, d = cfg.generator, cfg.discriminator
         self.netG = init_weights(
-            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn),
+            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn, str(g.upsample)),
             g.init_type,
             g.init_gain,
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from translate.config import GanMode, InitType, Norm, OptimType
-from translate.networks.configs import DiscriminatorConfig, GeneratorConfig
+from translate.networks.configs import DiscriminatorConfig, GeneratorConfig, Upsample
 
 
 @dataclass
@@ -70,6 +70,8 @@ class DCGANGeneratorConfig:
     ngf: int = 64
     # Class-conditional batch norm (per-class gain and bias from embeddings) instead of a one-hot input.
     conditional_bn: bool = False
+    # transposed (DCGAN's) | resize_conv (nearest resize + 3 x 3 conv, free of checkerboard artifacts)
+    upsample: Upsample = Upsample.transposed
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 

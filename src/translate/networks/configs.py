@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from translate.config import InitType, Norm
+from translate.config import Choice, InitType, Norm
+
+
+class Upsample(Choice):
+    """How a generator doubles the side of its feature maps (``model.generator.upsample``)."""
+
+    # the papers' stride-2 transposed convolutions (the default: published weights load)
+    transposed = "transposed"
+    # nearest-neighbour resize then a 3 x 3 convolution (Odena et al. 2016): no checkerboard by construction
+    resize_conv = "resize_conv"
 
 
 @dataclass
@@ -24,6 +33,8 @@ class GeneratorConfig:
     num_downs: Optional[int] = None
     # reflect | replicate | zero
     padding_type: str = "reflect"
+    # transposed (the papers') | resize_conv (nearest resize + 3 x 3 conv, free of checkerboard artifacts)
+    upsample: Upsample = Upsample.transposed
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 
