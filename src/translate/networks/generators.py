@@ -55,7 +55,12 @@ class ConditionalBatchNorm2d(nn.Module):
 
         y = gain[label] * BN(x) + bias[label]
 
-    The gains start at 1 and the biases at 0, so at initialisation it is plain batch norm for every class.
+    Each class starts with a gain and a bias of its own, ``1 + d_g[label]`` and ``d_b[label]``, where the
+    rows of d_g and d_b are orthonormal (unit-norm, mutually orthogonal deviations), as PyTorch-StudioGAN
+    initialises them (``1 + embedding``, orthogonal init). Equal gains and biases for every class (1 and 0)
+    would make the generator ignore the class at the start, and Adam moves each by at most about the
+    learning rate per step: after 500 steps at 2e-4 they differed between classes by about 0.02 and the
+    generator still drew the same digit for every class.
 
     Shapes: ``forward(x [N, num_features, H, W], labels [N] int64) -> [N, num_features, H, W]``.
     """
@@ -65,8 +70,9 @@ class ConditionalBatchNorm2d(nn.Module):
         self.norm = nn.BatchNorm2d(num_features, affine=False)
         self.gain = nn.Embedding(num_classes, num_features)
         self.bias = nn.Embedding(num_classes, num_features)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
+        with torch.no_grad():
+            nn.init.orthogonal_(self.gain.weight).add_(1.0)
+            nn.init.orthogonal_(self.bias.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.gain(labels)[:, :, None, None] * self.norm(x) + self.bias(labels)[:, :, None, None]
