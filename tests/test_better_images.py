@@ -346,9 +346,23 @@ def test_the_projection_preset_sets_the_recipe_and_only_that(compose_config):
 #: (model, its options): every option of this file is switched on in at least one.
 CASES = {
     "cgan_projection": ("cgan", [*PROJECTION, f"model.diffaugment='{ALL}'"]),
-    "cgan_dcgan_sn": ("cgan", ["model.discriminator.spectral_norm=true", "model.diffaugment=translation"]),
-    "pix2pix": ("pix2pix", ["model.discriminator.spectral_norm=true", "model.discriminator.norm=none", f"model.diffaugment='{ALL}'"]),
-    "cyclegan": ("cyclegan", ["model.discriminator.spectral_norm=true", f"model.diffaugment='{ALL}'"]),
+    "cgan_dcgan_sn": (
+        "cgan",
+        ["model.discriminator.spectral_norm=true", "model.diffaugment=translation", "model.generator.upsample=resize_conv"],
+    ),
+    "pix2pix": (
+        "pix2pix",
+        [
+            "model.discriminator.spectral_norm=true",
+            "model.discriminator.norm=none",
+            f"model.diffaugment='{ALL}'",
+            "model.generator.upsample=resize_conv",
+        ],
+    ),
+    "cyclegan": (
+        "cyclegan",
+        ["model.discriminator.spectral_norm=true", f"model.diffaugment='{ALL}'", "model.generator.upsample=resize_conv"],
+    ),
 }
 
 
