@@ -4,6 +4,8 @@
   average over a whole split, whatever the batch size.
 - Distributions: the Frechet distance between Gaussians fitted to features (FID and its relatives), the
   mean pairwise distance of a set of images (diversity), and the uint8 quantisation they all start from.
+- Artifacts: the checkerboard energy of an image, the share of its spectrum at the period of a stride-2
+  upsampling.
 - Which direction is better for each metric name (for keeping the best checkpoint).
 """
 
@@ -97,6 +99,24 @@ def mean_pairwise_distance(images: torch.Tensor) -> float:
     distances = torch.cdist(flat, flat) / flat.size(1) ** 0.5
     n = flat.size(0)
     return float(distances.sum() / (n * (n - 1)))
+
+
+def checkerboard_energy(images: torch.Tensor) -> torch.Tensor:
+    """The share of each image's spectral power at period 2, where stride-2 transposed convolutions put their
+    checkerboard (Odena et al. 2016): ``[N, C, H, W] -> [N]`` in [0, 1], H and W even, any value range.
+
+    The power spectrum of each channel, its mean removed, summed over channels; the energy is its value at the
+    three frequencies of period 2 (vertical stripes ``(0, W/2)``, horizontal ``(H/2, 0)``, the checkerboard
+    ``(H/2, W/2)``) over its total. A pattern alternating pixel by pixel gives 1; a smooth image almost 0;
+    a flat image 0. Compare a generator's value with that of the real images of its task."""
+    if images.dim() != 4 or images.shape[-2] % 2 or images.shape[-1] % 2:
+        raise ValueError(f"checkerboard energy needs images [N, C, H, W] with even H and W, got {tuple(images.shape)}")
+    x = images.double()
+    power = torch.fft.fft2(x - x.mean(dim=(-2, -1), keepdim=True)).abs().square().sum(1)
+    h, w = power.shape[-2] // 2, power.shape[-1] // 2
+    peak = power[:, 0, w] + power[:, h, 0] + power[:, h, w]
+    total = power.flatten(1).sum(1)
+    return torch.where(total > 0, peak / total.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(total))
 
 
 def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:

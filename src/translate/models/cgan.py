@@ -37,7 +37,7 @@ class CGAN(GANModel):
         assert info.image_size is not None, "the cGAN's data has a fixed image size"
         g, d = cfg.generator, cfg.discriminator
         self.netG = init_weights(
-            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn),
+            ConditionalGenerator(cfg.z_dim, cfg.num_classes, info.output_nc, info.image_size, g.ngf, g.conditional_bn, str(g.upsample)),
             g.init_type,
             g.init_gain,
         )

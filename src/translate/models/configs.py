@@ -11,6 +11,7 @@ from translate.data.configs import DataConfig, ImageDataConfig
 from translate.networks.configs import (
     DiscriminatorConfig,
     GeneratorConfig,
+    Upsample,
     check_discriminator_size,
     check_image_size,
     resnet_encoder_layers,
@@ -123,6 +124,8 @@ class DCGANGeneratorConfig:
     ngf: int = 64
     # Class-conditional batch norm (per-class gain and bias from embeddings) instead of a one-hot input.
     conditional_bn: bool = False
+    # transposed (DCGAN's) | resize_conv (nearest resize + 3 x 3 conv, free of checkerboard artifacts)
+    upsample: Upsample = Upsample.transposed
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from translate.config import InitType, Norm
+from translate.config import Choice, InitType, Norm
 from translate.errors import ConfigError
+
+
+class Upsample(Choice):
+    """How a generator doubles the side of its feature maps (``model.generator.upsample``)."""
+
+    # the papers' stride-2 transposed convolutions (the default: published weights load)
+    transposed = "transposed"
+    # nearest-neighbour resize then a 3 x 3 convolution (Odena et al. 2016): no checkerboard by construction
+    resize_conv = "resize_conv"
 
 
 @dataclass
@@ -29,6 +38,8 @@ class GeneratorConfig:
     # (Zhang 2019; CUT's default, its --no_antialias / --no_antialias_up); each adds a layer per resampling.
     antialias: bool = False
     antialias_up: bool = False
+    # transposed (the papers') | resize_conv (nearest resize + 3 x 3 conv, free of checkerboard artifacts)
+    upsample: Upsample = Upsample.transposed
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
 

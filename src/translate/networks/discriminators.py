@@ -73,17 +73,21 @@ class ProjectionDiscriminator(nn.Module):
     """The projection discriminator of Miyato & Koyama 2018 ("cGANs with Projection Discriminator").
 
     The image alone goes through DCGAN's convolutional trunk (as in :class:`ConditionalDiscriminator`, down
-    to 4 x 4); its activations summed over space are the features phi(x) [N, C]. The logit is an
+    to 4 x 4); its activations there, flattened, are the features phi(x) [N, 16 C]. The logit is an
     unconditional term plus the inner product of phi(x) with an embedding of the class:
 
         D(x, y) = psi(phi(x)) + <embed(y), phi(x)>,    psi linear.
 
     This is the form the logit takes when the class-conditional densities are log-linear in phi(x), so the
-    class enters once, at the end, instead of as extra input channels. ``spectral_norm`` normalises every
-    convolution, ``psi`` and the embedding, as in the paper's code.
+    class enters once, at the end, instead of as extra input channels. psi over the whole 4 x 4 map is the
+    DCGAN discriminator's last layer (a 4 x 4 convolution), and each class's embedding is a 4 x 4 x C
+    template. The paper's ResNet discriminators sum phi over positions instead, after a trunk deep enough
+    for each position to see the whole image; after DCGAN's three strided convolutions that sum throws away
+    where the strokes are, and the cGAN it trains on MNIST stays at chance (see scripts/quality.py).
+    ``spectral_norm`` normalises every convolution, ``psi`` and the embedding, as in the paper's code.
 
     Shapes: ``forward(images [N, in_channels, S, S], labels [N] int64) -> [N]`` logits, S = ``image_size``;
-    ``features(images) -> [N, C]`` with C = ``ndf * 2 ** (log2(S) - 3)``.
+    ``features(images) -> [N, 16 C]`` with C = ``ndf * 2 ** (log2(S) - 3)``.
     """
 
     def __init__(
@@ -99,8 +103,8 @@ class ProjectionDiscriminator(nn.Module):
         self.num_classes = num_classes
         trunk, channels = _dcgan_trunk(in_channels, image_size, ndf, norm)
         self.trunk = nn.Sequential(*trunk)
-        self.psi = nn.Linear(channels, 1)
-        self.embed = nn.Embedding(num_classes, channels)
+        self.psi = nn.Linear(channels * 4 * 4, 1)
+        self.embed = nn.Embedding(num_classes, channels * 4 * 4)
         # The paper's code initialises the embedding like a linear layer (Xavier), not N(0, 1): a unit-variance
         # embedding would let the projection term swamp psi at the start.
         nn.init.xavier_uniform_(self.embed.weight)
@@ -108,8 +112,8 @@ class ProjectionDiscriminator(nn.Module):
             add_spectral_norm(self)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """phi(x): the trunk's activations summed over the 4 x 4 positions."""
-        return self.trunk(images).sum(dim=(2, 3))
+        """phi(x): the trunk's 4 x 4 x C activations, flattened."""
+        return self.trunk(images).flatten(1)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         phi = self.features(images)
