@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 
-from bench_train import make_images
+from bench_data import make_images
 from translate.cli.app import config_dir
 from translate.cli.validate import validate
 from translate.training import distributed

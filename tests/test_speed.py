@@ -151,22 +151,38 @@ def test_a_resumed_unfused_optimiser_becomes_fused():
     assert opt.state[p]["step"].item() == 2
 
 
-def test_the_benchmark_suite_runs_a_case_end_to_end(tmp_path, monkeypatch):
+def test_the_benchmark_suite_runs_a_case_end_to_end_with_each_runner_freed_before_the_next(tmp_path, monkeypatch):
     """``make bench`` is the one prepared command a GPU session runs: a tiny CycleGAN case goes through every
-    part of it (both baselines, an engine setting, the loader alone, the test loop, the Markdown table)."""
+    part of it (both baselines, an engine setting, the loader alone, the test loop, the Markdown table), each
+    runner in a process of its own. Every row has its peak memory, and when each runner was started, no
+    earlier runner's process (the reference's, which the settings are paired with, excepted) still held
+    memory: /proc says so, not the suite's bookkeeping."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     benchmark = importlib.import_module("benchmark")
     case = benchmark.Case("tiny", "cyclegan", SIZE, 1, overrides=[o for o in SMALL_CYCLEGAN if o.startswith("model.")], steps=1)
     args = argparse.Namespace(quick=True, settings="engine fp32", windows=2, warmup=0, loader_batches=2)
-    result = benchmark.run_case(case, torch.device("cpu"), tmp_path, args)
+    watch = benchmark.MemoryWatch()
+    try:
+        result = benchmark.run_case(case, "cpu", tmp_path, args, watch)
+    finally:
+        watch.stop()
     rows = {row["setting"]: row for row in result["train"]}
     assert rows["baseline: reference"]["speedup_vs_baseline"] == 1.0
     assert rows["engine fp32"]["images_per_s"] > 0 and len(rows["engine fp32"]["windows_s_per_image"]) == 2
     assert "baseline: copy-paste (no freezing, Adam per network)" in rows and "engine bf16" not in rows
     assert result["loader"]["images_per_s"] > 0 and result["loader"]["num_workers"] >= 0
     assert [row["setting"] for row in result["test"]] == ["test baseline: batch-1 eager loop", "test: translate-test loop (batch 8)"]
-    report = {"command": "test", "machine": benchmark.machine(torch.device("cpu")), "cases": [result]}
-    assert "engine fp32" in benchmark.markdown(report)
+    measured = list(rows.values()) + result["test"]
+    for row in measured:
+        # Peak RSS covers the build and the steps: above what the imports alone took, never below.
+        assert row["peak_rss_gb"] >= row["rss_before_build_gb"] > 0, row
+        assert row["peak_cuda_gb"] is None, row
+        assert row["earlier_runners_resident_gb_at_start"] == 0, row
+    assert result["peak_all_processes_gb"] >= max(row["peak_rss_gb"] for row in measured)
+    seen = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": "cpu", "cuda_name": None}
+    report = {"command": "test", "machine": benchmark.machine(seen), "cases": [result], "peak_all_processes_gb": 1.0}
+    table = benchmark.markdown(report)
+    assert f"| {rows['engine fp32']['peak_rss_gb']:.2f} | - |" in table
 
 
 def test_the_precision_check_reads_fp32_seed_noise_and_flags_a_setting_outside_it(tmp_path, monkeypatch):
