@@ -5,7 +5,7 @@ synthetic images of the papers' sizes; the cGAN on the MNIST subset shipped in t
 MNIST with ``--mnist-root``), with the defaults a user gets (the data-loader workers, the TensorBoard logger,
 the checkpoint at the end), and reports:
 
-- the peak resident memory of the training process (its VmHWM: ``wait4``'s ``ru_maxrss``);
+- the peak resident memory of the training process (its VmHWM, which it writes as it exits);
 - the peak of all its processes together (the training process and its data-loader workers): the sum of
   their resident memory, sampled every 0.2 s, counts the pages a forked worker shares with the training
   process in both, so it is an upper bound; on Linux, the sum of their proportional set sizes (PSS: a page
@@ -23,10 +23,12 @@ to ``--out``:
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,9 +55,28 @@ def data_overrides(model: str, tmp: Path, mnist_root: Optional[str]) -> List[str
     return make_images(tmp / model, model, 256, 16)
 
 
-def train_command() -> List[str]:
-    script = Path(sys.executable).with_name("translate-train")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from translate.cli.train import main; main()"]
+#: The first argument of this script's own runs of translate-train (see ``train_and_report``).
+TRAIN = "--train-and-report"
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux: VmHWM, counted afresh from exec; getrusage's ru_maxrss
+    also holds the peak of the process that started this one, which Linux carries over exec (under pytest,
+    a gigabyte). Elsewhere ru_maxrss: bytes on macOS, KiB on the other Unixes."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        return next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def train_and_report(out: str, overrides: List[str]) -> None:
+    """translate-train in this very process; as it exits, its peak resident memory goes to the file ``out``."""
+    atexit.register(lambda: Path(out).write_text(str(peak_rss_bytes())))
+    sys.argv = ["translate-train", *overrides]
+    from translate.cli.train import main  # after the hook: nothing of translate's is loaded before training
+
+    main()
 
 
 def measure(model: str, steps: int, tmp: Path, mnist_root: Optional[str], extra: List[str]) -> Dict[str, Any]:
@@ -67,23 +88,21 @@ def measure(model: str, steps: int, tmp: Path, mnist_root: Optional[str], extra:
         *extra,
     ]
     print(f"== translate-train {' '.join(overrides)}", flush=True)
+    peak_file = tmp / f"{model}.peak"
     started = time.perf_counter()
-    process = subprocess.Popen([*train_command(), *overrides])
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), TRAIN, str(peak_file), *overrides])
     watch = MemoryWatch(root=process.pid, pss_interval=1.0)
-    # wait4, not wait: its resource usage is the training process's own (and its reaped workers').
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.wait()
     watch.stop()
     if process.returncode != 0:
         raise SystemExit(f"translate-train exited with {process.returncode}: {' '.join(overrides)}")
-    peak = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024  # KiB on Linux, bytes on macOS
     return {
         "model": model,
         "setting": DESCRIBED[model] + (" (real MNIST)" if model == "cgan" and mnist_root else ""),
         "overrides": overrides,
         "steps": steps,
         "wall_s": round(time.perf_counter() - started, 1),
-        "peak_rss_training_process_gb": round(peak / GB, 2),
+        "peak_rss_training_process_gb": round(int(peak_file.read_text()) / GB, 2),
         "peak_rss_sum_all_processes_gb": round(watch.peak / GB, 2),
         "peak_pss_sum_all_processes_gb": None if watch.pss_peak is None else round(watch.pss_peak / GB, 2),
     }
@@ -139,4 +158,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [TRAIN]:
+        train_and_report(sys.argv[2], sys.argv[3:])
+    else:
+        main()

@@ -25,7 +25,6 @@ import json
 import os
 import pickle
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
+from bench_memory import peak_rss_bytes
 from translate.cli.app import config_dir
 from translate.cli.validate import validate
 from translate.data.registry import build_dataset
@@ -328,12 +328,6 @@ def build(spec: Dict[str, Any]) -> Runner:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (Linux VmHWM): ru_maxrss is in KiB on Linux, bytes on macOS."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def about(device: str) -> Dict[str, Any]:

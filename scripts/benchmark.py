@@ -18,21 +18,28 @@ protocol's per-image metrics, batch 8) against a batch-1 eager loop over the sam
 turn. The data loader alone: images/s of the engine's ``DataLoader`` (synthetic PNGs on disk, the
 configured workers), to show where input saturates.
 
-Memory. Each runner lives in a process of its own, and at most two are alive at a time: the reference,
-for the whole of a case's training part, and the one setting it is paired with, which ends (and the parent
-waits until it and every process it started are gone) before the next setting's is built. So the suite's
-resident memory is bounded by two runners, whatever the number of settings. Why this design: with every
-runner of a case in one process (the suite until 2026-12), pix2pix 256 held 8 runners of about 1 GB of
-weights, gradients and Adam moments each and reached 12.5 GB in the main process, beside 12 forked loader
-workers; one process per runner, all alive, would hold about as much again (a pix2pix 256 runner's process
-peaks at 2.0 to 2.4 GB on the CPU, 1.0 GB of it Python, torch and translate). One runner alive at a time,
-its state saved to disk and reloaded for each window, bounds memory to one runner but pays a process start,
-a build, a recompilation and warm-up calls for every window (about 15 s on 2 cores, against a 1 to 5 s
-window on the CPU): the suite would take three to four times as long. Pairing every setting with a
-long-lived reference costs one extra reference window per setting window instead, and pairs each ratio's
-two windows back to back. The runners read their 4 batches without loader workers
-(``data.num_workers=0``; the step does not touch the loader), so no idle worker processes are kept; the
-loader row is measured in a process of its own with the configured workers.
+Memory. Each runner lives in a process of its own (a fresh interpreter: its peak is what a translate-train
+process of that setting reaches, loader workers aside), and at most two are alive at a time: the
+reference, for the whole of a case's training part, and the one setting it is paired with, which ends (the
+parent waits until it and every process it started are gone) before the next setting's is built. So the
+suite holds two runners at most, whatever the number of settings. Why this design, measured on the 2-core
+CPU (pix2pix 256, batch 1, the largest --quick case):
+
+- every runner of a case in one process (this suite until 2026-12): 8 runners, 12.5 GB in the main process
+  beside 12 idle forked loader workers; the machine had 28 MB free of 24 GB;
+- one long-lived process per runner, all alive: a pix2pix runner's process peaks at 2.05 to 2.34 GB (0.95 GB
+  of it Python, torch and translate, loaded before the build), so 8 of them 16 to 19 GB;
+- one runner alive at a time, its state saved to disk and reloaded for every window: a process start and
+  imports (5 to 7 s on the loaded machine), a build (2 s), warm-up calls and, for the compiled settings, a
+  recompilation (their first compilation took 95 and 122 s) before every window of 1 to 5 s: several
+  times the suite's time;
+- this design: 4.4 GB for all the suite's processes together (RSS summed; 3.8 GB as PSS), one extra
+  reference window per setting window (35 instead of 5 for the reference in a case of 7 settings), and
+  each ratio's two windows measured back to back.
+
+The runners read their 4 batches without loader workers (``data.num_workers=0``: the timed step never
+touches the loader), so no idle workers are kept; the loader row is measured in a process of its own, with
+the configured workers, as are the test rows.
 
 Each row's memory: the peak resident memory (RSS, Linux VmHWM) of the runner's process over its build,
 warm-up and windows, and on CUDA the peak of ``torch.cuda.max_memory_allocated``. The suite's own peak,
@@ -44,7 +51,7 @@ Settings a device lacks are listed as skipped, with the reason. Writes ``benchma
 ``benchmark.md`` to ``--out``:
 
     python scripts/benchmark.py                    # the full suite on the GPU
-    python scripts/benchmark.py --quick            # the CPU subset (about 15 minutes on 2 cores)
+    python scripts/benchmark.py --quick            # the CPU subset (make bench-quick)
     python scripts/benchmark.py --quick --only cyclegan128   # one case
 """
 
