@@ -34,9 +34,11 @@ test: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured
-# side by side; writes benchmark/benchmark.json and benchmark/benchmark.md. bench: the GPU suite and the
-# precision check (scripts/bench_precision.py: bf16's losses against fp32's seed noise), about 15 minutes;
-# bench-quick: the CPU subset (about 10 minutes on 2 idle cores).
+# side by side, each runner in a process of its own (at most two alive: the memory stays that of two
+# runners); writes benchmark/benchmark.json and benchmark/benchmark.md, with each setting's peak memory.
+# bench: the GPU suite and the precision check (scripts/bench_precision.py: bf16's losses against fp32's
+# seed noise), sized for about 15 minutes before each runner had its process (their starts add a few);
+# bench-quick: the CPU subset. Their time and peak memory: docs/performance.md.
 bench: $(STAMP)
 	$(BIN)/python scripts/benchmark.py --out benchmark
 	$(BIN)/python scripts/bench_precision.py model=cyclegan device=cuda --out benchmark

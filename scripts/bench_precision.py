@@ -26,7 +26,8 @@ from typing import Any, Dict, List
 
 import torch
 
-from benchmark import Case, case_overrides, compose_train
+from bench_runners import compose_train
+from benchmark import Case, case_overrides
 from translate.cli.app import register_schemas
 from translate.cli.compose import compose_config
 from translate.training.engine import Trainer
@@ -102,7 +103,7 @@ def main() -> None:
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        base = case_overrides(Case("precision", model, args.size, int(probe.trainer.batch_size)), Path(tmp), device)
+        base = case_overrides(Case("precision", model, args.size, int(probe.trainer.batch_size)), Path(tmp), device.type)
         base = [*base, *args.overrides]
         fp32 = []
         for seed in range(args.seeds):

@@ -19,31 +19,12 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from bench_data import make_images
 from translate.cli.app import register_schemas
 from translate.cli.compose import compose_config
 from translate.settings.validate import validate_train
 from translate.training.engine import Trainer
-
-
-def make_images(root: Path, model: str, size: int, count: int) -> list[str]:
-    """Random RGB images in the layout ``model`` trains on; returns the data overrides that point at them."""
-    gen = torch.Generator().manual_seed(0)
-
-    def save(path: Path, width: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pixels = torch.randint(0, 256, (size, width, 3), dtype=torch.uint8, generator=gen)
-        Image.fromarray(pixels.numpy()).save(path)
-
-    if model == "pix2pix":
-        for i in range(count):
-            save(root / "train" / f"{i}.png", 2 * size)
-        return ["data=aligned", f"data.root={root}"]
-    for side in "AB":
-        for i in range(count):
-            save(root / f"train{side}" / f"{i}.png", size)
-    return ["data=unaligned", f"data.root={root}"]
 
 
 def main() -> None:

@@ -1,69 +1,85 @@
 """The benchmark suite: training and test throughput of every speed setting, as ratios to a baseline measured
-side by side in the same run.
+side by side in the same run, and the memory each one takes.
 
-For each case (CycleGAN 128 and 256, pix2pix 256, the cGAN at 32) it builds, in one process:
+For each case (CycleGAN 128 and 256, pix2pix 256, the cGAN at 32) it runs (scripts/bench_runners.py has them):
 
-- ``baseline: reference``: the authors' reference training step as its users run it, written here as a plain
-  loop over translate's networks (``translate.networks`` builders, the same weights init), independent of our
-  engine: eager fp32, NCHW, the reference's update order (discriminators frozen in the generator step, one
-  Adam for both generators and one for both discriminators), no AMP, channels_last or compile;
+- ``baseline: reference``: the authors' reference training step as its users run it, written as a plain
+  loop over translate's networks, independent of our engine (eager fp32, NCHW, the reference's update order);
 - ``baseline: copy-paste``: the common variant of that loop: nothing frozen, one Adam per network;
 - ``engine ...``: ``translate-train``'s own step (``Trainer.build()`` + ``Trainer.train_step``) with each
   speed setting: fp32, channels_last, bf16 / fp16 autocast, torch.compile, a larger batch.
 
-Every runner is warmed up first (compilation, cuDNN autotuning, allocator), then the runners take turns:
-window 1 of every runner, window 2 of every runner, ... so that a machine whose load changes (a shared CPU)
-slows them alike. A figure is the median over the windows; a ratio is the median over windows of
-baseline time / runner time per image, each pair measured in the same round. Test time: translate-test's
-evaluation loop (``translate.evaluation.loop.evaluate`` with the protocol's per-image metrics, batch 8)
-against a batch-1 eager loop over the same images. The data loader alone: images/s of the engine's
-``DataLoader`` (synthetic PNGs on disk, the configured workers), to show where input saturates.
+Every runner is warmed up first (compilation, cuDNN autotuning, allocator), then timed in windows that take
+turns with the reference's: reference window 1, setting window 1, reference window 2, setting window 2, ...,
+so that a machine whose load changes (a shared CPU) slows both alike. A figure is the median over the
+windows; a ratio is the median over windows of reference time / setting time per image, each pair measured
+back to back. Test time: translate-test's evaluation loop (``translate.evaluation.loop.evaluate`` with the
+protocol's per-image metrics, batch 8) against a batch-1 eager loop over the same images, their windows in
+turn. The data loader alone: images/s of the engine's ``DataLoader`` (synthetic PNGs on disk, the
+configured workers), to show where input saturates.
+
+Memory. Each runner lives in a process of its own (a fresh interpreter: its peak is what a translate-train
+process of that setting reaches, loader workers aside), and at most two are alive at a time: the
+reference, for the whole of a case's training part, and the one setting it is paired with, which ends (the
+parent waits until it and every process it started are gone) before the next setting's is built. So the
+suite holds two runners at most, whatever the number of settings. Why this design, measured on the 2-core
+CPU (pix2pix 256, batch 1, the largest --quick case):
+
+- every runner of a case in one process (this suite until 2026-12): 8 runners, 12.5 GB in the main process
+  beside 12 idle forked loader workers; the machine had 28 MB free of 24 GB;
+- one long-lived process per runner, all alive: a pix2pix runner's process peaks at 2.05 to 2.34 GB (0.95 GB
+  of it Python, torch and translate, loaded before the build), so 8 of them 16 to 19 GB;
+- one runner alive at a time, its state saved to disk and reloaded for every window: a process start and
+  imports (5 to 7 s on the loaded machine), a build (2 s), warm-up calls and, for the compiled settings, a
+  recompilation (their first compilation took 95 and 122 s) before every window of 1 to 5 s: several
+  times the suite's time;
+- this design: 4.4 GB for all the suite's processes together (RSS summed; 3.8 GB as PSS), one extra
+  reference window per setting window (35 instead of 5 for the reference in a case of 7 settings), and
+  each ratio's two windows measured back to back.
+
+The runners read their 4 batches without loader workers (``data.num_workers=0``: the timed step never
+touches the loader), so no idle workers are kept; the loader row is measured in a process of its own, with
+the configured workers, as are the test rows.
+
+Each row's memory: the peak resident memory (RSS, Linux VmHWM) of the runner's process over its build,
+warm-up and windows, and on CUDA the peak of ``torch.cuda.max_memory_allocated``. The suite's own peak,
+all its processes together (RSS summed every 0.2 s over this process and its descendants; pages they share,
+such as torch's libraries, count once per process, so this is an upper bound), goes in the report, per
+case and overall.
 
 Settings a device lacks are listed as skipped, with the reason. Writes ``benchmark.json`` and
 ``benchmark.md`` to ``--out``:
 
-    python scripts/benchmark.py                    # the full suite on the GPU (about 10 minutes)
-    python scripts/benchmark.py --quick            # the CPU subset (about 15 minutes on 2 cores)
+    python scripts/benchmark.py                    # the full suite on the GPU
+    python scripts/benchmark.py --quick            # the CPU subset (make bench-quick)
     python scripts/benchmark.py --quick --only cyclegan128   # one case
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
-import functools
-import gc
 import json
 import os
+import pickle
 import platform
-import random
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
-
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-
-from translate.cli.app import register_schemas
-from translate.cli.compose import compose_config
-from translate.data.registry import build_dataset
-from translate.evaluation.loop import evaluate
-from translate.evaluation.protocols import protocol_for
-from translate.models.base import build_model
-from translate.networks.discriminators import ConditionalDiscriminator, build_discriminator
-from translate.networks.generators import ConditionalGenerator, build_generator
-from translate.networks.init import init_weights
-from translate.settings.schema import TrainConfig
-from translate.settings.validate import validate_train
-from translate.training.engine import Trainer
+from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import make_images  # noqa: E402  (a sibling script, not a package)
+from bench_data import make_images  # noqa: E402  (a sibling script, not a package)
+
+#: The program each runner's process runs.
+RUNNERS = Path(__file__).resolve().with_name("bench_runners.py")
+GB = 2**30
 
 # -- the cases ---------------------------------------------------------------------------------------------
 
@@ -107,8 +123,8 @@ class Setting:
     skip: Optional[str] = None
 
 
-def settings(device: torch.device, quick: bool) -> List[Setting]:
-    cuda = device.type == "cuda"
+def settings(device: str, quick: bool) -> List[Setting]:
+    cuda = device == "cuda"
     cpu_fp16 = None if cuda else "fp16 autocast on the CPU: no fast kernels (and GradScaler is a GPU tool); CUDA only"
     rows = [
         Setting("engine fp32", []),
@@ -152,16 +168,11 @@ def settings(device: torch.device, quick: bool) -> List[Setting]:
 # -- configs and data --------------------------------------------------------------------------------------
 
 
-def compose_train(overrides: List[str]) -> TrainConfig:
-    register_schemas()
-    return validate_train(compose_config("train", overrides))
-
-
-def case_overrides(case: Case, data_dir: Path, device: torch.device) -> List[str]:
+def case_overrides(case: Case, data_dir: Path, device: str) -> List[str]:
     """The translate-train overrides of a case: the model, synthetic data of its size, nothing logged."""
     common = [
         f"model={case.model}",
-        f"device={device.type}",
+        f"device={device}",
         f"trainer.batch_size={case.batch}",
         "logger=none",
         "trainer.progress_bar=false",
@@ -179,297 +190,198 @@ def case_overrides(case: Case, data_dir: Path, device: torch.device) -> List[str
     return [*common, *data, f"data.load_size={case.size}", f"data.crop_size={case.size}", *case.overrides]
 
 
-# -- runners: one training step (or one test window) per call ----------------------------------------------
+# -- memory of processes -----------------------------------------------------------------------------------
 
 
-class Runner:
-    name: str
-    images_per_call: int
-    #: bytes of device memory at its peak over building and warm-up, above what was allocated before it
-    peak_bytes: Optional[int] = None
-
-    def __call__(self) -> None:
-        raise NotImplementedError
-
-
-class ReferencePool:
-    """The reference's image pool (pool_size 50): half the time a stored fake is returned in place of the new one."""
-
-    def __init__(self, size: int = 50) -> None:
-        self.size, self.images = size, []
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        out = []
-        for image in images.detach():
-            image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image)
-                out.append(image)
-            elif random.random() > 0.5:
-                i = random.randrange(self.size)
-                out.append(self.images[i].clone())
-                self.images[i] = image
-            else:
-                out.append(image)
-        return torch.cat(out, 0)
+def processes() -> Dict[int, Tuple[int, int]]:
+    """Every process of the machine: pid -> (parent pid, resident bytes)."""
+    if Path("/proc/self/stat").exists():
+        page, table = os.sysconf("SC_PAGE_SIZE"), {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                # The fields after the command name (which may hold spaces): state, ppid, ..., rss (pages) 22nd.
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended while we looked
+                continue
+            table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
+        return table
+    # No /proc (macOS): ps gives the resident size in KiB.
+    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,rss="], capture_output=True, text=True, check=True).stdout
+    return {int(pid): (int(ppid), int(rss) * 1024) for pid, ppid, rss in (line.split() for line in out.splitlines() if line.strip())}
 
 
-def _adam(params: Any, cfg: Any) -> torch.optim.Adam:
-    # The default Adam, as the reference builds it (no fused or foreach choice).
-    return torch.optim.Adam(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+def resident(root: int) -> Dict[int, int]:
+    """Resident bytes of process ``root`` and of each of its descendants (an ended, unreaped one holds 0)."""
+    table = processes()
+    children: Dict[int, List[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            found[pid] = table[pid][1]
+            todo += children.get(pid, [])
+    return found
 
 
-def _freeze(nets: List[torch.nn.Module], frozen: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(not frozen)
+def proportional(root: int) -> Optional[int]:
+    """The summed proportional set size (PSS: a page shared by n processes counts 1/n in each) of ``root``
+    and its descendants, in bytes; None where the kernel does not give it (no /proc/<pid>/smaps_rollup)."""
+    total = 0
+    for pid in resident(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:"))
+        except FileNotFoundError:
+            if Path("/proc/self/smaps_rollup").exists():
+                continue  # that process ended while we looked
+            return None
+        except ProcessLookupError:
+            continue
+    return total
 
 
-class BaselineRunner(Runner):
-    """The reference training step as a plain eager loop. ``reference``: discriminators frozen during the
-    generator update, one Adam per group; else (``copy-paste``): nothing frozen, one Adam per network."""
+class MemoryWatch:
+    """The peak of the summed resident memory of process ``root`` (default: this one) and all its descendants
+    (the runners, their data-loader and compile workers), sampled every ``interval`` seconds on a thread.
+    Pages that processes share (torch's libraries, a forked worker's copy-on-write pages) count once per
+    process: an upper bound on what they hold together. With ``pss_interval``, also the peak of their summed
+    PSS (what they hold together), sampled that often: reading it walks every page of every mapping (about
+    0.1 s for a 2 GB process on a loaded 2-core machine), too costly beside a timed window."""
 
-    def __init__(self, cfg: Any, case: Case, device: torch.device, reference: bool) -> None:
-        self.name = "baseline: reference" if reference else "baseline: copy-paste (no freezing, Adam per network)"
-        self.images_per_call = case.batch
-        self.reference = reference
-        m = cfg.model
-        self.model = case.model
-        gen = torch.Generator().manual_seed(0)
-        if case.model == "cgan":
-            g, d = m.generator, m.discriminator
-            self.nets = {
-                "G": init_weights(ConditionalGenerator(m.z_dim, m.num_classes, 1, case.size, g.ngf), g.init_type, g.init_gain),
-                "D": init_weights(ConditionalDiscriminator(1, m.num_classes, case.size, d.ndf, d.norm), d.init_type, d.init_gain),
-            }
-            self.z_dim = m.z_dim
-            self.batch = {
-                "image": torch.rand(case.batch, 1, case.size, case.size, generator=gen) * 2 - 1,
-                "label": torch.randint(0, m.num_classes, (case.batch,), generator=gen),
-            }
-        elif case.model == "pix2pix":
-            self.nets = {"G": build_generator(m.generator, 3, 3), "D": build_discriminator(m.discriminator, 6)}
-            self.batch = {k: torch.rand(case.batch, 3, case.size, case.size, generator=gen) * 2 - 1 for k in "AB"}
-        else:
-            self.nets = {
-                "G_A": build_generator(m.generator, 3, 3),
-                "G_B": build_generator(m.generator, 3, 3),
-                "D_A": build_discriminator(m.discriminator, 3),
-                "D_B": build_discriminator(m.discriminator, 3),
-            }
-            self.batch = {k: torch.rand(case.batch, 3, case.size, case.size, generator=gen) * 2 - 1 for k in "AB"}
-            self.pools = {"A": ReferencePool(m.pool_size), "B": ReferencePool(m.pool_size)}
-        for net in self.nets.values():
-            net.to(device).train()
-        self.batch = {k: v.to(device) for k, v in self.batch.items()}
-        self.cfg = m
-        gens = [n for n in self.nets if n.startswith("G")]
-        discs = [n for n in self.nets if n.startswith("D")]
-        if reference:
-            self.opts = {
-                "G": _adam([p for n in gens for p in self.nets[n].parameters()], m),
-                "D": _adam([p for n in discs for p in self.nets[n].parameters()], m),
-            }
-        else:
-            self.opts = {n: _adam(self.nets[n].parameters(), m) for n in self.nets}
-        self.gens, self.discs = gens, discs
+    def __init__(self, root: Optional[int] = None, interval: float = 0.2, pss_interval: Optional[float] = None) -> None:
+        self.root, self.interval, self.pss_interval = root or os.getpid(), interval, pss_interval
+        self.peak, self.case_peak = 0, 0
+        self.pss_peak: Optional[int] = 0 if pss_interval else None
+        self._next_pss = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    def _zero(self, names: List[str]) -> None:
-        for key in ["G" if names is self.gens else "D"] if self.reference else names:
-            self.opts[key].zero_grad()
+    def sample(self) -> None:
+        total = sum(resident(self.root).values())
+        self.peak, self.case_peak = max(self.peak, total), max(self.case_peak, total)
+        if self.pss_peak is not None and self.pss_interval and time.monotonic() >= self._next_pss:
+            self._next_pss = time.monotonic() + self.pss_interval
+            pss = proportional(self.root)
+            self.pss_peak = None if pss is None else max(self.pss_peak, pss)
 
-    def _update(self, names: List[str]) -> None:
-        for key in ["G" if names is self.gens else "D"] if self.reference else names:
-            self.opts[key].step()
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
 
-    def _freeze_discs(self, frozen: bool) -> None:
-        if self.reference:
-            _freeze([self.nets[n] for n in self.discs], frozen)
+    def new_case(self) -> None:
+        self.case_peak = 0
+        self.sample()
 
-    def __call__(self) -> None:
-        getattr(self, f"_{self.model}")()
-
-    def _cyclegan(self) -> None:
-        n, m, A, B = self.nets, self.cfg, self.batch["A"], self.batch["B"]
-        fake_B = n["G_A"](A)
-        rec_A = n["G_B"](fake_B)
-        fake_A = n["G_B"](B)
-        rec_B = n["G_A"](fake_A)
-        self._freeze_discs(True)
-        self._zero(self.gens)
-        pred_A, pred_B = n["D_A"](fake_B), n["D_B"](fake_A)
-        loss_G = (
-            F.mse_loss(pred_A, torch.ones_like(pred_A))
-            + F.mse_loss(pred_B, torch.ones_like(pred_B))
-            + F.l1_loss(rec_A, A) * m.lambda_A
-            + F.l1_loss(rec_B, B) * m.lambda_B
-        )
-        if m.lambda_identity > 0:
-            loss_G = (
-                loss_G
-                + F.l1_loss(n["G_A"](B), B) * m.lambda_B * m.lambda_identity
-                + F.l1_loss(n["G_B"](A), A) * m.lambda_A * m.lambda_identity
-            )
-        loss_G.backward()
-        self._update(self.gens)
-        self._freeze_discs(False)
-        self._zero(self.discs)
-        for D, real, fake in ((n["D_A"], B, self.pools["B"].query(fake_B)), (n["D_B"], A, self.pools["A"].query(fake_A))):
-            pred_real, pred_fake = D(real), D(fake.detach())
-            loss_D = (F.mse_loss(pred_real, torch.ones_like(pred_real)) + F.mse_loss(pred_fake, torch.zeros_like(pred_fake))) * 0.5
-            loss_D.backward()
-        self._update(self.discs)
-
-    def _pix2pix(self) -> None:
-        G, D, A, B = self.nets["G"], self.nets["D"], self.batch["A"], self.batch["B"]
-        bce = F.binary_cross_entropy_with_logits
-        fake_B = G(A)
-        self._freeze_discs(False)
-        self._zero(self.discs)
-        pred_fake, pred_real = D(torch.cat([A, fake_B], 1).detach()), D(torch.cat([A, B], 1))
-        ((bce(pred_fake, torch.zeros_like(pred_fake)) + bce(pred_real, torch.ones_like(pred_real))) * 0.5).backward()
-        self._update(self.discs)
-        self._freeze_discs(True)
-        self._zero(self.gens)
-        pred = D(torch.cat([A, fake_B], 1))
-        (bce(pred, torch.ones_like(pred)) + F.l1_loss(fake_B, B) * self.cfg.lambda_L1).backward()
-        self._update(self.gens)
-
-    def _cgan(self) -> None:
-        G, D = self.nets["G"], self.nets["D"]
-        real, labels = self.batch["image"], self.batch["label"]
-        bce = F.binary_cross_entropy_with_logits
-        fake = G(torch.randn(real.size(0), self.z_dim, device=real.device), labels)
-        self._zero(self.discs)
-        pred_real, pred_fake = D(real, labels), D(fake.detach(), labels)
-        (bce(pred_real, torch.ones_like(pred_real)) + bce(pred_fake, torch.zeros_like(pred_fake))).backward()
-        self._update(self.discs)
-        self._freeze_discs(True)
-        self._zero(self.gens)
-        pred = D(fake, labels)
-        bce(pred, torch.ones_like(pred)).backward()
-        self._update(self.gens)
-        self._freeze_discs(False)
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
-class EngineRunner(Runner):
-    """translate-train's step: ``Trainer.build()`` and ``Trainer.train_step`` on batches the loader yielded
-    (read once before timing, so the step alone is timed; the loader is measured on its own)."""
-
-    def __init__(self, name: str, overrides: List[str], run_dir: Path) -> None:
-        self.name = name
-        cfg = compose_train(overrides)
-        self.trainer = Trainer(cfg, run_dir)
-        self.trainer.build()
-        self.trainer.model.train()
-        self.batches = []
-        for batch in self.trainer.loader:
-            self.batches.append(batch)
-            if len(self.batches) == 4:
-                break
-        self.images_per_call = int(cfg.trainer.batch_size)
-        self.calls = 0
-
-    def __call__(self) -> None:
-        self.trainer.train_step(self.batches[self.calls % len(self.batches)])
-        self.calls += 1
+# -- runners, each in a process of its own -----------------------------------------------------------------
 
 
-class TestRunner(Runner):
-    """Test time, a window of ``images`` test images. ``loop``: translate-test's evaluation loop (the model's
-    ``translate``, the protocol's per-image metrics, batch 8); else a batch-1 eager loop over the same images."""
-
-    def __init__(self, overrides: List[str], images: int, loop: bool, device: torch.device) -> None:
-        cfg = compose_train(overrides)
-        info = build_dataset(cfg.data, "train", train=False).info
-        self.model = build_model(cfg.model, info).to(device).eval()
-        self.protocol = protocol_for(self.model)
-        # The datasets translate-test runs through (CycleGAN: the A images one way, the B images the other).
-        self.datasets = self.protocol.datasets(self.model, cfg.data, "train")
-        self.images, self.loop, self.device = images, loop, device
-        self.name = "test: translate-test loop (batch 8)" if loop else "test baseline: batch-1 eager loop"
-        self.images_per_call = images * len(self.datasets)
-
-    def __call__(self) -> None:
-        if self.loop:
-            evaluate(self.model, self.protocol.metrics, self.datasets, 8, self.device, limit=self.images, progress=False)
-            return
-        with torch.no_grad():
-            for dataset in self.datasets:
-                for batch in DataLoader(dataset, batch_size=1, sampler=range(self.images)):
-                    batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                    self.protocol.metrics(self.model.translate(batch))
+class RunnerFailed(Exception):
+    """A runner could not be built or ended while measured (its one-line reason)."""
 
 
-# -- timing ------------------------------------------------------------------------------------------------
+class RunnerProcess:
+    """A runner of scripts/bench_runners.py in a process of its own: built and warmed up from ``spec``, then
+    driven by commands over a pipe; its answers come back on another, so that its stdout stays free."""
+
+    def __init__(self, spec: Dict[str, Any]) -> None:
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen([sys.executable, str(RUNNERS), str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self.pid = self.process.pid
+        self.replies = os.fdopen(read_fd, "rb")
+        try:
+            self.info = self._exchange(spec)
+        except RunnerFailed:
+            self.close()
+            raise
+        self.name: str = self.info["name"]
+        self.images_per_call: int = self.info["images_per_call"]
+        #: Resident bytes that earlier runners' processes still held when this one was started (measured).
+        self.earlier_held = 0
+
+    def _exchange(self, message: Any) -> Any:
+        try:
+            pickle.dump(message, self.process.stdin)
+            self.process.stdin.flush()
+            status, value = pickle.load(self.replies)
+        except (EOFError, BrokenPipeError):
+            code = self.process.wait()
+            raise RunnerFailed(f"its process ended with exit code {code}{' (killed: out of memory?)' if code == -9 else ''}") from None
+        if status == "error":
+            raise RunnerFailed(value)
+        return value
+
+    def ask(self, command: str, *args: Any) -> Any:
+        return self._exchange((command, *args))
+
+    def window(self, calls: int) -> float:
+        """Seconds per image over ``calls`` calls."""
+        return self.ask("window", calls) / (calls * self.images_per_call)
+
+    def close(self) -> None:
+        """End the process, and wait until it and every process it started (loader and compile workers) are
+        gone, so that their memory is free before anything else is built."""
+        tree = set(resident(self.pid))
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()  # end of input: the runner returns
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # stuck in a worker's shutdown: its memory must go all the same
+            self.process.kill()
+            self.process.wait()
+        self.replies.close()
+        deadline = time.monotonic() + 60
+        while tree & set(processes()) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def build(make: Callable[[], Runner], device: torch.device, warmup: int) -> Runner:
-    """Build a runner and warm it up, recording its device-memory peak above what others already hold."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    runner = make()
-    started = time.perf_counter()
-    for _ in range(warmup):
-        runner()
-    sync(device)
-    print(f"   built {runner.name}; {warmup} warm-up call(s) in {time.perf_counter() - started:.1f} s", flush=True)
-    sync(device)
-    if device.type == "cuda":
-        runner.peak_bytes = torch.cuda.max_memory_allocated() - before
+def launch(spec: Dict[str, Any], keep: List[RunnerProcess]) -> RunnerProcess:
+    """Start a runner, measuring first what earlier runners' processes (other than ``keep``'s) still hold."""
+    kept = {pid for runner in keep for pid in resident(runner.pid)}
+    held = sum(rss for pid, rss in resident(os.getpid()).items() if pid != os.getpid() and pid not in kept)
+    runner = RunnerProcess(spec)
+    runner.earlier_held = held
+    print(f"   built {runner.name}; {spec['warmup']} warm-up call(s) in {runner.info['warmup_s']:.1f} s", flush=True)
     return runner
 
 
-def interleaved(runners: List[Runner], windows: int, calls: int, device: torch.device) -> Dict[str, List[float]]:
-    """Seconds per image of each runner, one list entry per window; the runners take turns every window."""
-    times: Dict[str, List[float]] = {r.name: [] for r in runners}
-    for _ in range(windows):
-        for runner in runners:
-            sync(device)
-            started = time.perf_counter()
-            for _ in range(calls):
-                runner()
-            sync(device)
-            times[runner.name].append((time.perf_counter() - started) / (calls * runner.images_per_call))
-            print(f"   {runner.name}: {times[runner.name][-1] * runner.images_per_call:.3f} s per call", flush=True)
-    return times
+def timed(runner: RunnerProcess, calls: int, into: List[float]) -> None:
+    into.append(runner.window(calls))
+    print(f"   {runner.name}: {into[-1] * runner.images_per_call:.3f} s per call", flush=True)
 
 
-def summarise(times: Dict[str, List[float]], baseline: str, runners: List[Runner]) -> List[Dict[str, Any]]:
-    rows = []
-    for runner in runners:
-        own = times[runner.name]
-        ratios = [b / t for b, t in zip(times[baseline], own)]
-        rows.append(
-            {
-                "setting": runner.name,
-                "images_per_s": round(1 / statistics.median(own), 3),
-                "s_per_image": round(statistics.median(own), 4),
-                "speedup_vs_baseline": round(statistics.median(ratios), 3),
-                "windows_s_per_image": [round(t, 4) for t in own],
-                "peak_mem_gb": None if runner.peak_bytes is None else round(runner.peak_bytes / 2**30, 3),
-            }
-        )
-    return rows
+def row(runner: RunnerProcess, own: List[float], baseline: List[float], memory: Dict[str, Any]) -> Dict[str, Any]:
+    result = {
+        "setting": runner.name,
+        "images_per_s": round(1 / statistics.median(own), 3),
+        "s_per_image": round(statistics.median(own), 4),
+        "speedup_vs_baseline": round(statistics.median([b / t for b, t in zip(baseline, own)]), 3),
+        "windows_s_per_image": [round(t, 4) for t in own],
+        "peak_rss_gb": round(memory["peak_rss_bytes"] / GB, 3),
+        "rss_before_build_gb": round(runner.info["rss_at_start_bytes"] / GB, 3),
+        "peak_cuda_gb": None if memory["peak_cuda_bytes"] is None else round(memory["peak_cuda_bytes"] / GB, 3),
+        "earlier_runners_resident_gb_at_start": round(runner.earlier_held / GB, 3),
+    }
+    if baseline is not own:
+        result["baseline_windows_s_per_image"] = [round(t, 4) for t in baseline]
+    return result
 
 
-def run_case(case: Case, device: torch.device, tmp: Path, args: Any) -> Dict[str, Any]:
-    print(f"== {case.name}", flush=True)
-    overrides = case_overrides(case, tmp, device)
-    cfg = compose_train(overrides)
-    warmup = args.warmup
-    runners: List[Runner] = []
+def train_specs(case: Case, base: Dict[str, Any], device: str, tmp: Path, args: Any) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """The runners paired with the reference (the copy-paste baseline, then each engine setting), and the rows
+    of the settings left out."""
+    specs: List[Dict[str, Any]] = [dict(base, kind="copy-paste")]
     skipped = []
-    for reference in (True, False):
-        runners.append(build(functools.partial(BaselineRunner, cfg, case, device, reference), device, warmup))
     for setting in settings(device, args.quick):
         if args.settings and setting.name not in args.settings.split(","):
             continue
@@ -479,106 +391,161 @@ def run_case(case: Case, device: torch.device, tmp: Path, args: Any) -> Dict[str
         if case.model == "cgan" and "channels_last" in setting.name and "compile" not in setting.name and args.quick:
             skipped.append({"setting": setting.name, "skipped": "--quick: left out to fit the CPU time budget"})
             continue
-        batch = case.batch * setting.batch_factor
-        extra = [*setting.overrides, f"trainer.batch_size={batch}"]
-        run_dir = tmp / "runs" / f"{case.name}-{len(runners)}"
-        # Compiled runners recompile on their first steps (train graphs, frozen-discriminator graphs).
-        warm = warmup + (2 if "compile" in setting.name else 0)
-        try:
-            runners.append(build(functools.partial(EngineRunner, setting.name, [*overrides, *extra], run_dir), device, warm))
-        except Exception as err:  # a setting the device refuses (e.g. bf16 on an old GPU) is a row, not a crash
-            skipped.append({"setting": setting.name, "skipped": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"})
-            continue
-    times = interleaved(runners, args.windows, case.steps, device)
-    rows = summarise(times, runners[0].name, runners)
+        extra = [
+            *setting.overrides,
+            f"trainer.batch_size={case.batch * setting.batch_factor}",
+            # The step reads batches read once before timing: loader workers would only sit idle, holding memory.
+            "data.num_workers=0",
+        ]
+        specs.append(
+            dict(
+                base,
+                kind="engine",
+                name=setting.name,
+                overrides=[*base["overrides"], *extra],
+                run_dir=str(tmp / "runs" / f"{case.name}-{len(specs)}"),
+                # Compiled runners recompile on their first steps (train graphs, frozen-discriminator graphs).
+                warmup=args.warmup + (2 if "compile" in setting.name else 0),
+            )
+        )
+    return specs, skipped
+
+
+def run_case(case: Case, device: str, tmp: Path, args: Any, watch: MemoryWatch) -> Dict[str, Any]:
+    print(f"== {case.name}", flush=True)
+    watch.new_case()
+    base = {
+        "case": asdict(case),
+        "device": device,
+        "overrides": case_overrides(case, tmp, device),
+        "warmup": args.warmup,
+    }
+    specs, skipped = train_specs(case, base, device, tmp, args)
+    rows, reference_windows = [], []
+    reference = launch(dict(base, kind="reference"), keep=[])
+    try:
+        for spec in specs:
+            try:
+                runner = launch(spec, keep=[reference])
+            except RunnerFailed as err:  # a setting the device refuses (e.g. bf16 on an old GPU) is a row, not a crash
+                skipped.append({"setting": spec.get("name", spec["kind"]), "skipped": f"failed: {err}"})
+                continue
+            own, paired = [], []
+            try:
+                for _ in range(args.windows):
+                    timed(reference, case.steps, paired)
+                    timed(runner, case.steps, own)
+                rows.append(row(runner, own, paired, runner.ask("memory")))
+                reference_windows += paired
+            except RunnerFailed as err:
+                if reference.process.poll() is not None:
+                    raise  # no ratio without the reference: the case is lost
+                skipped.append({"setting": runner.name, "skipped": f"failed: {err}"})
+            finally:
+                runner.close()
+        rows.insert(0, row(reference, reference_windows, reference_windows, reference.ask("memory")))
+    finally:
+        reference.close()
     result: Dict[str, Any] = {"case": case.name, "model": case.model, "size": case.size, "batch": case.batch, "train": rows + skipped}
 
-    loader = next((r for r in runners if isinstance(r, EngineRunner)), None)
-    if loader is not None and case.model != "cgan":
-        result["loader"] = measure_loader(loader.trainer, args.loader_batches)
-    del runners
-    gc.collect()
-
     if case.model != "cgan":
-        test_images = 2 if args.quick else 16
-        tests = [build(functools.partial(TestRunner, overrides, test_images, loop, device), device, 1) for loop in (False, True)]
-        test_times = interleaved(tests, args.windows, 1, device)
-        result["test"] = summarise(test_times, tests[0].name, tests)
-    return result
-
-
-def measure_loader(trainer: Trainer, batches: int) -> Dict[str, Any]:
-    """Images/s of the engine's DataLoader alone (decode, crop, flip, collate; its workers, pinned memory)."""
-    loader = trainer.loader
-    iterator = iter(loader)
-    next(iterator)  # worker start-up is a one-off with persistent workers
-    started, images = time.perf_counter(), 0
-    for _ in range(batches):
+        loader = launch(dict(base, kind="loader", run_dir=str(tmp / "runs" / f"{case.name}-loader"), warmup=0), keep=[])
         try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            batch = next(iterator)
-        images += len(next(iter(batch.values())))
-    elapsed = time.perf_counter() - started
-    return {
-        "images_per_s": round(images / elapsed, 1),
-        "num_workers": loader.num_workers,
-        "persistent_workers": loader.persistent_workers,
-        "pin_memory": loader.pin_memory,
-    }
+            result["loader"] = loader.ask("loader", args.loader_batches)
+        finally:
+            loader.close()
+        tests: List[RunnerProcess] = []
+        try:
+            for kind in ("test", "test-loop"):
+                tests.append(launch(dict(base, kind=kind, test_images=2 if args.quick else 16, warmup=1), keep=tests))
+            windows: Dict[str, List[float]] = {t.name: [] for t in tests}
+            for _ in range(args.windows):
+                for t in tests:
+                    timed(t, 1, windows[t.name])
+            baseline = windows[tests[0].name]
+            result["test"] = [row(t, windows[t.name], baseline, t.ask("memory")) for t in tests]
+        finally:
+            for t in tests:
+                t.close()
+    result["peak_all_processes_gb"] = round(watch.case_peak / GB, 2)
+    return result
 
 
 # -- report ------------------------------------------------------------------------------------------------
 
 
-def machine(device: torch.device) -> Dict[str, Any]:
+def machine(about: Dict[str, Any]) -> Dict[str, Any]:
+    """The machine and torch the runners saw (``about``: bench_runners.py --about)."""
     info = {
-        "torch": torch.__version__,
+        "torch": about["torch"],
         "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
-        "threads": torch.get_num_threads(),
+        "threads": about["threads"],
         "cpu_count": os.cpu_count(),
+        "memory_gb": None,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
-    if device.type == "cuda":
-        info["device"] = torch.cuda.get_device_name()
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        total = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        info["memory_gb"] = round(int(total.split()[1]) * 1024 / GB, 1)
+    if about["cuda_name"]:
+        info["device"] = about["cuda_name"]
     else:
         info["device"] = f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-        try:
+        with contextlib.suppress(OSError, StopIteration):
             name = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
             info["device"] = f"CPU: {name.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-        except (OSError, StopIteration):
-            pass
     return info
+
+
+def _gb(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def markdown(report: Dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
-        f"Device: {m['device']}; torch {m['torch']}; {m['date']}; {m['threads']} threads; load average at start "
-        f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')}; command: `{report['command']}`",
+        f"Device: {m['device']}; {m.get('memory_gb')} GB of memory; torch {m['torch']}; {m['date']}; {m['threads']} threads; "
+        f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end')}; command: `{report['command']}`",
         "",
-        "| case | setting | images/s | x baseline (median of paired windows) | peak memory (GB) |",
-        "|---|---|---:|---:|---:|",
+        "Peak RSS: the runner's own process, over its build, warm-up and windows (of which Python, torch and translate, "
+        "loaded before the build, take the `rss_before_build_gb` of benchmark.json). Peak CUDA: "
+        "`torch.cuda.max_memory_allocated` of that process.",
+        "",
+        "| case | setting | images/s | x baseline (median of paired windows) | peak RSS (GB) | peak CUDA (GB) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for case in report["cases"]:
         label = f"{case['case']} (batch {case['batch']})"
         for row in case["train"] + case.get("test", []):
             if "skipped" in row:
-                lines.append(f"| {label} | {row['setting']} | skipped: {row['skipped']} | | |")
+                lines.append(f"| {label} | {row['setting']} | skipped: {row['skipped']} | | | |")
                 continue
-            mem = "n/a (CPU)" if row["peak_mem_gb"] is None else f"{row['peak_mem_gb']:.2f}"
-            lines.append(f"| {label} | {row['setting']} | {row['images_per_s']:.3g} | {row['speedup_vs_baseline']:.2f} | {mem} |")
+            lines.append(
+                f"| {label} | {row['setting']} | {row['images_per_s']:.3g} | {row['speedup_vs_baseline']:.2f} | "
+                f"{_gb(row['peak_rss_gb'])} | {_gb(row['peak_cuda_gb'])} |"
+            )
         if "loader" in case:
             ld = case["loader"]
             best = max(r["images_per_s"] for r in case["train"] if "images_per_s" in r)
             verdict = "not the bottleneck" if ld["images_per_s"] > 2 * best else "close to the training rate: input-bound"
             lines.append(
                 f"| {label} | data loader alone ({ld['num_workers']} workers, persistent={ld['persistent_workers']}, pinned={ld['pin_memory']}) | "
-                f"{ld['images_per_s']:.3g} | {verdict} | |"
+                f"{ld['images_per_s']:.3g} | {verdict} | | |"
             )
+    peaks = ", ".join(f"{case['case']} {case['peak_all_processes_gb']:.2f} GB" for case in report["cases"])
+    lines += [
+        "",
+        f"Peak resident memory of the whole suite, all its processes together (RSS summed every 0.2 s, pages shared "
+        f"between processes counted in each): {_gb(report.get('peak_all_processes_gb'))} GB; per case: {peaks}.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def about(device: str) -> Dict[str, Any]:
+    """torch's version and threads, and the device ``device`` (auto, cpu, cuda) resolves to, as a runner sees them."""
+    out = subprocess.run([sys.executable, str(RUNNERS), "--about", device], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
 
 
 def main() -> None:
@@ -598,31 +565,32 @@ def main() -> None:
     # On the CPU a runner's first window after a single warm-up call took about twice its later ones
     # (allocator, oneDNN's kernel choice): two calls settle it.
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
     wanted = {s for s in args.only.split(",") if s}
     unknown = wanted - {c.name for c in cases(False)}
-    unknown |= {s for s in args.settings.split(",") if s} - {s.name for s in settings(device, False)}
+    unknown |= {s for s in args.settings.split(",") if s} - {s.name for s in settings("cpu", False)}
     if unknown:
         parser.error(f"unknown case or setting names: {', '.join(sorted(unknown))}; see the names in scripts/benchmark.py")
-    report: Dict[str, Any] = {"command": " ".join(["python scripts/benchmark.py", *sys.argv[1:]]), "machine": machine(device), "cases": []}
+    seen = about(args.device)
+    device = seen["device"]
+    report: Dict[str, Any] = {"command": " ".join(["python scripts/benchmark.py", *sys.argv[1:]]), "machine": machine(seen), "cases": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    watch = MemoryWatch()
     with tempfile.TemporaryDirectory() as tmp:
         # A private inductor cache: the compile rows time this run's compilation, not another's leftovers.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tmp) / "inductor"))
         for case in cases(args.quick):
             if wanted and case.name not in wanted:
                 continue
-            report["cases"].append(run_case(case, device, Path(tmp), args))
+            report["cases"].append(run_case(case, device, Path(tmp), args, watch))
             report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
             report["wall_s"] = round(time.perf_counter() - started, 1)
+            report["peak_all_processes_gb"] = round(watch.peak / GB, 2)
             # Written after every case, so a run cut short keeps what it measured.
             (out / "benchmark.json").write_text(json.dumps(report, indent=2))
             (out / "benchmark.md").write_text(markdown(report))
+    watch.stop()
     print(markdown(report))
     print(f"wrote {out / 'benchmark.json'} and {out / 'benchmark.md'} in {report.get('wall_s')} s")
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,22 +154,53 @@ def test_a_resumed_unfused_optimiser_becomes_fused():
     assert opt.state[p]["step"].item() == 2
 
 
-def test_the_benchmark_suite_runs_a_case_end_to_end(tmp_path, monkeypatch):
+def test_the_benchmark_suite_runs_a_case_end_to_end_with_each_runner_freed_before_the_next(tmp_path, monkeypatch):
     """``make bench`` is the one prepared command a GPU session runs: a tiny CycleGAN case goes through every
-    part of it (both baselines, an engine setting, the loader alone, the test loop, the Markdown table)."""
+    part of it (both baselines, an engine setting, the loader alone, the test loop, the Markdown table), each
+    runner in a process of its own. Every row has its peak memory, and when each runner was started, no
+    earlier runner's process (the reference's, which the settings are paired with, excepted) still held
+    memory: /proc says so, not the suite's bookkeeping."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
     benchmark = importlib.import_module("benchmark")
     case = benchmark.Case("tiny", "cyclegan", SIZE, 1, overrides=[o for o in SMALL_CYCLEGAN if o.startswith("model.")], steps=1)
     args = argparse.Namespace(quick=True, settings="engine fp32", windows=2, warmup=0, loader_batches=2)
-    result = benchmark.run_case(case, torch.device("cpu"), tmp_path, args)
+    watch = benchmark.MemoryWatch()
+    try:
+        result = benchmark.run_case(case, "cpu", tmp_path, args, watch)
+    finally:
+        watch.stop()
     rows = {row["setting"]: row for row in result["train"]}
     assert rows["baseline: reference"]["speedup_vs_baseline"] == 1.0
     assert rows["engine fp32"]["images_per_s"] > 0 and len(rows["engine fp32"]["windows_s_per_image"]) == 2
     assert "baseline: copy-paste (no freezing, Adam per network)" in rows and "engine bf16" not in rows
     assert result["loader"]["images_per_s"] > 0 and result["loader"]["num_workers"] >= 0
     assert [row["setting"] for row in result["test"]] == ["test baseline: batch-1 eager loop", "test: translate-test loop (batch 8)"]
-    report = {"command": "test", "machine": benchmark.machine(torch.device("cpu")), "cases": [result]}
-    assert "engine fp32" in benchmark.markdown(report)
+    measured = list(rows.values()) + result["test"]
+    for row in measured:
+        # Peak RSS covers the build and the steps: above what the imports alone took, never below.
+        assert row["peak_rss_gb"] >= row["rss_before_build_gb"] > 0, row
+        assert row["peak_cuda_gb"] is None, row
+        assert row["earlier_runners_resident_gb_at_start"] == 0, row
+    assert result["peak_all_processes_gb"] >= max(row["peak_rss_gb"] for row in measured)
+    seen = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": "cpu", "cuda_name": None}
+    report = {"command": "test", "machine": benchmark.machine(seen), "cases": [result], "peak_all_processes_gb": 1.0}
+    table = benchmark.markdown(report)
+    assert f"| {rows['engine fp32']['peak_rss_gb']:.2f} | - |" in table
+
+
+def test_the_paper_settings_memory_check_reads_the_training_process_peak(tmp_path):
+    """scripts/bench_memory.py, the one command that says whether a machine can train a model, runs
+    translate-train and reports the training process's own peak resident memory, not its own (it never
+    loads torch), and that of all the training's processes together: pix2pix at its paper setting, 1 step."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_memory.py"
+    subprocess.run([sys.executable, str(script), "--models", "pix2pix", "--steps", "1", "--out", str(tmp_path), "logger=none"], check=True)
+    (result,) = json.loads((tmp_path / "memory.json").read_text())["models"]
+    # The U-Net's 54 M parameters, their gradients and Adam's two moments take 0.87 GB beyond what Python and
+    # torch take (0.7 GB or more): the script's own process, which loads neither, holds under 0.1 GB.
+    assert result["peak_rss_training_process_gb"] > 1.5, result
+    assert result["peak_rss_sum_all_processes_gb"] > 1.5, result
+    assert "device=cpu" in result["overrides"] and "trainer.max_steps=1" in result["overrides"]
+    assert "| pix2pix, 256 px, batch 1 | 1 |" in (tmp_path / "memory.md").read_text()
 
 
 def test_the_precision_check_reads_fp32_seed_noise_and_flags_a_setting_outside_it(tmp_path, monkeypatch):
