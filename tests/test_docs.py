@@ -1,6 +1,6 @@
 """The commands and links of README.md and docs/*.md work as written.
 
-Every ``translate-train``, ``translate-test`` and ``translate-export`` command in a fenced code block is
+Every ``translate-train``, ``translate-test``, ``translate-export`` and ``translate-apply`` command in a fenced code block is
 composed against the configs in this process, as the command composes it before it runs. A command that the
 docs show failing (the line right after it is ``translate-<x>: error: <message>``) must fail with that very
 message. Every relative link must point to a file that exists (and to a heading of it, for ``#anchors``).
@@ -21,9 +21,9 @@ from helpers import compose_config
 from translate.cli.app import runs_nothing
 from translate.cli.compose import check_command_line, overrides_of
 from translate.errors import TranslateError
-from translate.settings.validate import validate_export, validate_test, validate_train
+from translate.settings.validate import validate_apply, validate_export, validate_test, validate_train
 
-PROGRAMS = {"translate-train": "train", "translate-test": "test", "translate-export": "export"}
+PROGRAMS = {"translate-train": "train", "translate-test": "test", "translate-export": "export", "translate-apply": "apply"}
 
 
 def check_command(program: str, args: List[str]) -> None:
@@ -38,7 +38,7 @@ def check_command(program: str, args: List[str]) -> None:
     VALIDATE[config_name](compose_config(config_name, *overrides_of(args)))
 
 
-VALIDATE = {"train": validate_train, "test": validate_test, "export": validate_export}
+VALIDATE = {"train": validate_train, "test": validate_test, "export": validate_export, "apply": validate_apply}
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def _find_command(tokens: List[str]) -> Optional[tuple[str, List[str]]]:
 
 
 def commands(page: Path) -> Iterator[Command]:
-    """Every translate-train/-test/-export command in the fenced blocks of ``page``."""
+    """Every translate-train/-test/-export/-apply command in the fenced blocks of ``page``."""
     name = page.relative_to(ROOT)
     for start, lines in fenced_blocks(page):
         previous: Optional[Command] = None

@@ -18,13 +18,11 @@ APP = "translate-apply"
 
 def _apply_task(cfg: DictConfig) -> None:
     # Imported here so that --help, --cfg and the command-line checks answer without loading torch.
-    from translate.config import ApplyConfig, to_typed
     from translate.inference.apply import run_apply
+    from translate.settings.validate import validate_apply
 
     try:
-        typed = to_typed(ApplyConfig, cfg)
-        typed.check()
-        report = run_apply(typed)
+        report = run_apply(validate_apply(cfg))
     except TranslateError as err:
         fail(APP, err)
     print(f"{APP}: {report}")

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Type, cast
 from omegaconf import DictConfig, OmegaConf
 
 from translate.augment import parse_policy
-from translate.config import BestMode, ExportConfig, TestConfig, plain, to_typed
+from translate.config import ApplyConfig, BestMode, ExportConfig, TestConfig, plain, to_typed
 from translate.data.configs import DATA_SCHEMAS, DataConfig, root_not_set
 from translate.errors import ConfigError
 from translate.evaluation.image_metrics import higher_is_better
@@ -171,5 +171,12 @@ def validate_test(cfg: Any) -> TestConfig:
 def validate_export(cfg: Any) -> ExportConfig:
     """translate-export's composed config as a checked :class:`ExportConfig`."""
     typed = to_typed(ExportConfig, cfg)
+    typed.check()
+    return typed
+
+
+def validate_apply(cfg: Any) -> ApplyConfig:
+    """translate-apply's composed config as a checked :class:`ApplyConfig`."""
+    typed = to_typed(ApplyConfig, cfg)
     typed.check()
     return typed
