@@ -50,15 +50,18 @@ MODELS = {
     "CycleGAN": ["model=cyclegan"],
     "CUT": ["model=cut"],
     "FastCUT": ["experiment=fastcut"],
-    # what the authors' anti-aliased resampling costs and buys (their --no_antialias --no_antialias_up)
+    # what the authors' anti-aliased resampling costs and buys (their --no_antialias --no_antialias_up);
+    # without the two blur layers the same taps (the padded input, each downsampling convolution, the
+    # first and the fifth residual block) sit at other indices of the generator's layers
     "CUT, no anti-aliasing": [
         "model=cut",
         "model.generator.antialias=false",
         "model.generator.antialias_up=false",
         "model.discriminator.antialias=false",
+        "model.nce_layers=[0,4,7,10,14]",
     ],
 }
-#: The narrower networks of the quality runs (nce_layers 0,4,8,12,16 fit 6 blocks: the last is block 5).
+#: The narrower networks of the quality runs (CUT's nce_layers 0,4,8,12,16 fit 6 blocks: the last is block 5).
 SMALL = ["model.generator.arch=resnet_6blocks", "model.generator.ngf=16", "model.discriminator.ndf=16"]
 
 

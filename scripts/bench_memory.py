@@ -12,10 +12,10 @@ the checkpoint at the end), and reports:
   shared by n processes counts 1/n in each), sampled every second, is what they hold together.
 
 The papers' settings: the cGAN at 32 px, batch 64; pix2pix at 256 px (images loaded at 286 and cropped),
-batch 1; CycleGAN at 256 px (loaded at 286, cropped), batch 1. Writes ``memory.json`` and ``memory.md``
+batch 1; CycleGAN and CUT at 256 px (loaded at 286, cropped), batch 1. Writes ``memory.json`` and ``memory.md``
 to ``--out``:
 
-    python scripts/bench_memory.py                                   # the three models on the CPU, 5 steps each
+    python scripts/bench_memory.py                                   # the four models on the CPU, 5 steps each
     python scripts/bench_memory.py --models cyclegan --steps 60      # past the image pools' filling (50 images each)
     python scripts/bench_memory.py --mnist-root /data device.amp=bf16   # the real MNIST; any translate-train overrides
 """
@@ -44,8 +44,9 @@ PAPER = {
     "cgan": ["model=cgan", "trainer.batch_size=64"],
     "pix2pix": ["model=pix2pix", "trainer.batch_size=1", "data.load_size=286", "data.crop_size=256"],
     "cyclegan": ["model=cyclegan", "trainer.batch_size=1", "data.load_size=286", "data.crop_size=256"],
+    "cut": ["model=cut", "trainer.batch_size=1", "data.load_size=286", "data.crop_size=256"],
 }
-DESCRIBED = {"cgan": "cGAN, 32 px, batch 64", "pix2pix": "pix2pix, 256 px, batch 1", "cyclegan": "CycleGAN, 256 px, batch 1"}
+DESCRIBED = {"cgan": "cGAN, 32 px, batch 64", "pix2pix": "pix2pix, 256 px, batch 1", "cyclegan": "CycleGAN, 256 px, batch 1", "cut": "CUT, 256 px, batch 1"}
 
 
 def data_overrides(model: str, tmp: Path, mnist_root: Optional[str]) -> List[str]:
@@ -126,7 +127,7 @@ def markdown(report: Dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="more translate-train overrides for every model (default: device=cpu)")
-    parser.add_argument("--models", default="cgan,pix2pix,cyclegan", help="comma-separated: cgan, pix2pix, cyclegan")
+    parser.add_argument("--models", default="cgan,pix2pix,cyclegan,cut", help="comma-separated: cgan, pix2pix, cyclegan, cut")
     parser.add_argument("--steps", type=int, default=5, help="training steps per model (the peak is reached in the first)")
     parser.add_argument("--mnist-root", default=None, help="train the cGAN on the real MNIST under this folder (torchvision layout)")
     parser.add_argument("--out", default="benchmark", help="folder for memory.json and memory.md")
