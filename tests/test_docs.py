@@ -50,9 +50,9 @@ PLACEHOLDER_PATH = str(Path(tempfile.gettempdir()) / "translate-docs-placeholder
 PLACEHOLDER_WORD = "placeholder"
 
 #: The output line of a command that fails, right after it in the same block.
-ERROR_LINE = re.compile(r"^(translate-(?:train|test|export)): error: (.*)$")
+ERROR_LINE = re.compile(r"^(translate-(?:train|test|export|apply)): error: (.*)$")
 #: A line that may hold a command (log lines and prose are left alone).
-MENTION = re.compile(r"(?:^|[\s/\"'])translate-(?:train|test|export)(?=[\s\"']|$)")
+MENTION = re.compile(r"(?:^|[\s/\"'])translate-(?:train|test|export|apply)(?=[\s\"']|$)")
 #: Shell syntax that ends a command's arguments.
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "&>"}
 
