@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
 
 import helpers
 from _models_helpers import CPU, TINY_CYCLEGAN, TINY_PIX2PIX, read_png, translate_test, write_folder, write_pairs
 from translate.cli.exporting import load_generator
+from translate.training.ema import GeneratorEMA, ramped_decay
 from translate.training.engine import Trainer
 
 TINY = [*helpers.TINY, "logger=none", "trainer.batch_size=2"]  # 16 digits: 8 steps an epoch
@@ -74,10 +76,24 @@ def test_ema_follows_the_weights_until_start_step_then_averages_them(tmp_path):
     for step in range(4):
         trainer.train_step(next(batches))
         w = _weights(g)
-        expected = w if step < 2 else [0.5 * e + 0.5 * x for e, x in zip(expected, w)]
+        d = ramped_decay(0.5, step - 1)  # updates averaged before this one: 1 after the copy at step 1
+        expected = w if step < 2 else [d * e + (1 - d) * x for e, x in zip(expected, w)]
     averaged = list(trainer.ema.averaged["G"].module.parameters())
     assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(averaged, expected))
     assert not _same(averaged, _weights(g))
+
+
+def test_ema_forgets_the_initial_weights_in_a_short_run_and_keeps_its_decay_in_a_long_one():
+    net = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(net.weight)
+    ema = GeneratorEMA({"G": net}, decay=0.999, start_step=0)
+    ema.update(0)  # the copy of the initial weights
+    nn.init.ones_(net.weight)
+    for step in range(1, 201):
+        ema.update(step)
+    # a fixed 0.999 would still hold 0.999 ** 200 = 82% of the initial 0 here
+    assert ema.averaged["G"].module.weight.item() > 0.99
+    assert ramped_decay(0.999, 1) == pytest.approx(2 / 11) and ramped_decay(0.999, 100_000) == 0.999
 
 
 def test_ema_is_saved_resumed_exactly_and_used_by_test_and_export(tmp_path):

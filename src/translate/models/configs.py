@@ -62,7 +62,8 @@ class OptimConfig:
 @dataclass
 class EMAConfig:
     """An exponential moving average of the generators' weights (Karras et al. 2018; Yazici et al. 2019):
-    after each generator update, ema = decay * ema + (1 - decay) * weights; 0 turns it off."""
+    after each generator update, ema = d * ema + (1 - d) * weights with d = min(decay, (1 + n) / (10 + n)) for
+    the n-th update (TensorFlow's ramp: early, mostly random weights are forgotten); 0 turns it off."""
 
     decay: float = 0.0
     # Before this step the average just follows the weights (early weights are not worth averaging).
