@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import helpers
-from _models_helpers import CPU, SMALL_CYCLEGAN, write_folder
+from _models_helpers import CPU, CUT_16, SMALL_CYCLEGAN, SMALL_NETS, write_folder
 from translate.training import speed
 from translate.training.engine import Trainer
 
@@ -36,11 +36,12 @@ def unaligned(tmp_path_factory):
     return root
 
 
-def cyclegan(root) -> list[str]:
-    """A 1-block ResNet CycleGAN with 2-layer PatchGANs on 16 px images: every layer kind of the real one."""
+def cyclegan(root, model: list[str] = SMALL_CYCLEGAN) -> list[str]:
+    """A 1-block ResNet CycleGAN with 2-layer PatchGANs on 16 px images: every layer kind of the real one
+    (``model``: another model's such overrides, on the same data)."""
     return [
         *CPU,
-        *SMALL_CYCLEGAN,
+        *model,
         f"data.root={root}",
         "trainer.batch_size=2",
         "trainer.val_every_n_epochs=null",
@@ -85,11 +86,12 @@ def test_channels_last_step_gives_the_eager_weights(tmp_path, unaligned):
 
 
 @needs_compiler
-def test_compiled_channels_last_step_gives_the_eager_weights(tmp_path, unaligned, monkeypatch):
+@pytest.mark.parametrize("model", [SMALL_CYCLEGAN, [*CUT_16, *SMALL_NETS]], ids=["cyclegan", "cut"])
+def test_compiled_channels_last_step_gives_the_eager_weights(tmp_path, unaligned, monkeypatch, model):
     # A private inductor cache: entries another run left in /tmp must not decide whether this one passes.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    eager = one_step(tmp_path, "eager", *cyclegan(unaligned))
-    fast = one_step(tmp_path, "compiled", *cyclegan(unaligned), "device.compile=true", "device.channels_last=true")
+    eager = one_step(tmp_path, "eager", *cyclegan(unaligned, model))
+    fast = one_step(tmp_path, "compiled", *cyclegan(unaligned, model), "device.compile=true", "device.channels_last=true")
     # nn.Module.compile wraps the forward in place: the module is the same, its calls go through dynamo.
     assert all(net._compiled_call_impl is not None for net in fast[0].model.networks.values())
     assert_same_step(eager, fast)
