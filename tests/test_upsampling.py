@@ -139,5 +139,12 @@ def test_upsample_is_a_validated_config_key_of_every_generator():
 
 
 def test_antialiased_upsampling_and_resize_conv_are_one_choice():
-    with pytest.raises(ConfigError, match="antialias_up=true and upsample=resize_conv"):
+    # CUT upsamples with blur layers (antialias_up=true): the preset's resize_conv is refused before any build
+    with pytest.raises(
+        ConfigError, match=r"model.generator.upsample=resize_conv and model.generator.antialias_up=true .*antialias_up=false"
+    ):
+        helpers.train_config("model=cut", "data=unaligned", "data.root=x", "experiment=resize_conv")
+    cfg = helpers.train_config("model=cut", "data=unaligned", "data.root=x", "experiment=resize_conv", "model.generator.antialias_up=false")
+    assert str(cfg.model.generator.upsample) == "resize_conv"
+    with pytest.raises(ConfigError, match="antialias_up=true each replace"):
         build_generator(GeneratorConfig(arch="resnet_6blocks", antialias_up=True, upsample=Upsample.resize_conv), 3, 3)

@@ -14,6 +14,7 @@ from translate.networks.configs import (
     Upsample,
     check_discriminator_size,
     check_image_size,
+    check_resampling,
     resnet_encoder_layers,
 )
 
@@ -112,8 +113,10 @@ class GANConfig(ModelConfig):
 
 
 def check_image_networks(generator: GeneratorConfig, discriminator: DiscriminatorConfig, data: DataConfig) -> None:
-    """Images of ``data``'s fixed size (its crop) must pass through the generator and leave the PatchGAN an
-    output; a preprocessing without a fixed size is checked image by image at run time."""
+    """The generator's resampling settings must combine, and images of ``data``'s fixed size (its crop) must
+    pass through the generator and leave the PatchGAN an output; a preprocessing without a fixed size is
+    checked image by image at run time."""
+    check_resampling(generator)
     if isinstance(data, ImageDataConfig) and data.image_size is not None:
         check_image_size(generator, data.image_size, "data.crop_size")
         check_discriminator_size(discriminator, data.image_size)

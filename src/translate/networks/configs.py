@@ -143,6 +143,21 @@ def _fitting_unet(size: int) -> Optional[str]:
     return f"model.generator.arch={preset}" if preset else f"model.generator.arch=unet model.generator.num_downs={depth}"
 
 
+def check_resampling(cfg: Any, section: str = "model.generator") -> None:
+    """Raise ConfigError for resampling settings an image-to-image generator ``cfg`` cannot combine: blur
+    resampling on a U-Net, or two replacements of the ResNet's transposed convolutions."""
+    family, _ = resolve_preset(section, GENERATOR_ARCHS, cfg)
+    if family == "unet" and (cfg.antialias or cfg.antialias_up):
+        raise ConfigError(
+            f"{section}.antialias: anti-aliased resampling is built into the ResNet generators only; set it false for a U-Net"
+        )
+    if cfg.antialias_up and str(cfg.upsample) != Upsample.transposed:
+        raise ConfigError(
+            f"{section}.upsample={cfg.upsample} and {section}.antialias_up=true each replace the transposed convolutions; "
+            f"choose one (CUT sets antialias_up=true: add {section}.antialias_up=false)"
+        )
+
+
 def check_image_size(cfg: Any, size: int, what: str = "crop size", section: str = "model.generator") -> None:
     """Raise ConfigError if square images of side ``size`` cannot pass through the generator ``cfg`` describes.
 

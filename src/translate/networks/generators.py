@@ -11,7 +11,15 @@ import torch.nn.functional as F
 
 from translate.errors import ConfigError
 from translate.networks.antialias import BlurDownsample, BlurUpsample
-from translate.networks.configs import GENERATOR_ARCHS, RESNET_DOWNSAMPLINGS, UNET_MIN_DOWNS, Upsample, resolve_preset, size_hint
+from translate.networks.configs import (
+    GENERATOR_ARCHS,
+    RESNET_DOWNSAMPLINGS,
+    UNET_MIN_DOWNS,
+    Upsample,
+    check_resampling,
+    resolve_preset,
+    size_hint,
+)
 from translate.networks.init import init_weights, norm_layer, uses_bias
 
 
@@ -381,14 +389,11 @@ def build_generator(cfg: Any, input_nc: int, output_nc: int, section: str = "mod
     raise ConfigError naming ``section.<key>``.
     """
     family, depth = resolve_preset(section, GENERATOR_ARCHS, cfg)
+    check_resampling(cfg, section)
     try:
         if family == "unet":
-            if cfg.antialias or cfg.antialias_up:
-                raise ValueError("antialias: anti-aliased resampling is built into the ResNet generators only; set it false for a U-Net")
             net: nn.Module = UnetGenerator(input_nc, output_nc, depth, cfg.ngf, str(cfg.norm), bool(cfg.dropout), str(cfg.upsample))
         else:
-            if cfg.antialias_up and cfg.upsample != "transposed":
-                raise ValueError(f"antialias_up=true and upsample={cfg.upsample}: each replaces the transposed convolutions; choose one")
             net = ResnetGenerator(
                 input_nc,
                 output_nc,
