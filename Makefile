@@ -48,8 +48,8 @@ bench-quick: $(STAMP)
 
 # The quality suite (scripts/quality.py): each "better images" recipe against the papers' defaults on small
 # MNIST tasks with known answers, several seeds; writes quality/quality.json and quality/quality.md. quality:
-# about 30 minutes on 2 CPU cores; quality-quick: a few minutes (fewer recipes, 2 seeds). Both run on the
-# bundled MNIST subset; QUALITY_ARGS="--mnist-root path/holding/MNIST" uses the real MNIST.
+# 60 CPU-minutes, about 30 minutes on 2 idle cores; quality-quick: 14 CPU-minutes, about 7 (2 recipes a task,
+# 2 seeds). Both run on the bundled MNIST subset; QUALITY_ARGS="--mnist-root path/holding/MNIST" uses the real MNIST.
 quality: $(STAMP)
 	$(BIN)/python scripts/quality.py --out quality $(QUALITY_ARGS)
 

@@ -28,8 +28,8 @@ at least one metric and worse on none (``worse`` the reverse, ``mixed`` both). W
 ``quality.md`` to ``--out``; a run already scored there with the same overrides is reused, so an
 interrupted suite continues where it stopped.
 
-    python scripts/quality.py                       # the full suite: about 30 minutes on 2 CPU cores
-    python scripts/quality.py --quick               # a few minutes: fewer recipes, 2 seeds
+    python scripts/quality.py                       # the full suite: 60 CPU-minutes, about 30 minutes on 2 cores
+    python scripts/quality.py --quick               # 14 CPU-minutes, about 7 on 2 cores: 2 recipes a task, 2 seeds
     python scripts/quality.py --mnist-root path/holding/MNIST   # the real MNIST (torchvision layout)
 """
 
@@ -474,7 +474,7 @@ def machine() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a few minutes: the recipes each task lists as quick, 2 seeds")
+    parser.add_argument("--quick", action="store_true", help="about 7 minutes on 2 cores: the recipes each task lists as quick, 2 seeds")
     parser.add_argument("--mnist-root", default=None, help="folder holding MNIST/raw (torchvision's layout); default: the bundled subset")
     parser.add_argument("--out", type=Path, default=Path("quality"), help="where data, runs, quality.json and quality.md go")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default 3, --quick 2)")
