@@ -33,7 +33,7 @@ CPU (pix2pix 256, batch 1, the largest --quick case):
   imports (5 to 7 s on the loaded machine), a build (2 s), warm-up calls and, for the compiled settings, a
   recompilation (their first compilation took 95 and 122 s) before every window of 1 to 5 s: several
   times the suite's time;
-- this design: 4.4 GB for all the suite's processes together (RSS summed; 3.8 GB as PSS), one extra
+- this design: 4.1 to 4.4 GB for all the suite's processes together (RSS summed; 3.8 GB as PSS), one extra
   reference window per setting window (35 instead of 5 for the reference in a case of 7 settings), and
   each ratio's two windows measured back to back.
 
