@@ -46,7 +46,12 @@ PAPER = {
     "cyclegan": ["model=cyclegan", "trainer.batch_size=1", "data.load_size=286", "data.crop_size=256"],
     "cut": ["model=cut", "trainer.batch_size=1", "data.load_size=286", "data.crop_size=256"],
 }
-DESCRIBED = {"cgan": "cGAN, 32 px, batch 64", "pix2pix": "pix2pix, 256 px, batch 1", "cyclegan": "CycleGAN, 256 px, batch 1", "cut": "CUT, 256 px, batch 1"}
+DESCRIBED = {
+    "cgan": "cGAN, 32 px, batch 64",
+    "pix2pix": "pix2pix, 256 px, batch 1",
+    "cyclegan": "CycleGAN, 256 px, batch 1",
+    "cut": "CUT, 256 px, batch 1",
+}
 
 
 def data_overrides(model: str, tmp: Path, mnist_root: Optional[str]) -> List[str]:
