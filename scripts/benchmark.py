@@ -72,7 +72,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data import make_images  # noqa: E402  (a sibling script, not a package)
@@ -293,11 +293,18 @@ class RunnerProcess:
     """A runner of scripts/bench_runners.py in a process of its own: built and warmed up from ``spec``, then
     driven by commands over a pipe; its answers come back on another, so that its stdout stays free."""
 
+    #: Every runner started by this process, for :func:`launch`'s measure of what earlier ones still hold.
+    started: List["RunnerProcess"] = []
+
     def __init__(self, spec: Dict[str, Any]) -> None:
         read_fd, write_fd = os.pipe()
         self.process = subprocess.Popen([sys.executable, str(RUNNERS), str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,))
         os.close(write_fd)
         self.pid = self.process.pid
+        #: Its process and every process it was seen to start (loader and compile workers), for after it ends:
+        #: an orphaned worker is no longer a descendant of anything here.
+        self.tree: Set[int] = {self.pid}
+        RunnerProcess.started.append(self)
         self.replies = os.fdopen(read_fd, "rb")
         try:
             self.info = self._exchange(spec)
@@ -332,6 +339,7 @@ class RunnerProcess:
         """End the process, and wait until it and every process it started (loader and compile workers) are
         gone, so that their memory is free before anything else is built."""
         tree = set(resident(self.pid))
+        self.tree |= tree
         with contextlib.suppress(BrokenPipeError):
             self.process.stdin.close()  # end of input: the runner returns
         try:
@@ -346,9 +354,15 @@ class RunnerProcess:
 
 
 def launch(spec: Dict[str, Any], keep: List[RunnerProcess]) -> RunnerProcess:
-    """Start a runner, measuring first what earlier runners' processes (other than ``keep``'s) still hold."""
-    kept = {pid for runner in keep for pid in resident(runner.pid)}
-    held = sum(rss for pid, rss in resident(os.getpid()).items() if pid != os.getpid() and pid not in kept)
+    """Start a runner, measuring first what earlier runners' processes (other than ``keep``'s) still hold: each
+    one's process and every process it started, alive or orphaned, read from the process table. (Other
+    children of this process, such as a test runner's compile workers, are not runners and do not count.)"""
+    table = processes()
+    earlier: Set[int] = set()
+    for other in RunnerProcess.started:
+        if all(other is not k for k in keep):
+            earlier |= other.tree | set(resident(other.pid))
+    held = sum(table[pid][1] for pid in earlier if pid in table)
     runner = RunnerProcess(spec)
     runner.earlier_held = held
     print(f"   built {runner.name}; {spec['warmup']} warm-up call(s) in {runner.info['warmup_s']:.1f} s", flush=True)
