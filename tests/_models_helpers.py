@@ -3,6 +3,7 @@ and testing runs on the CPU as the entry points do them, and readers for what a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from PIL import Image
 import helpers
 from translate.cli.testing import run_test
 from translate.config import Weights
-from translate.models.base import GANModel
+from translate.models.base import GANModel, Optimization
 from translate.models.checkpoint import Checkpoint, trained_model
 from translate.settings.schema import TrainConfig
 from translate.settings.validate import validate_test
@@ -191,3 +192,17 @@ def read_metrics(out: Path) -> Dict[str, Dict[str, float]]:
 
 def scalar_values(acc, tag: str) -> List[float]:
     return [event.value for event in acc.Scalars(tag)]
+
+
+class Recorder(Optimization):
+    """Takes the loss of each update instead of applying it (one training step's: each name once)."""
+
+    def __init__(self) -> None:
+        self.losses: Dict[str, torch.Tensor] = {}
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        assert name not in self.losses, f"{name} stepped twice in one training step"
+        self.losses[name] = loss.detach()

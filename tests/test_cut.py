@@ -5,12 +5,11 @@ and translate-test's one-way protocol on unpaired and on paired data."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, List
+from typing import List
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ import helpers
 from _models_helpers import (
     CPU,
     TINY_CUT,
+    Recorder,
     as_input,
     as_png_levels,
     assert_test_outputs,
@@ -37,7 +37,7 @@ from translate.cli.export import main as export_main
 from translate.config import Weights
 from translate.errors import ConfigError
 from translate.losses import patch_nce_loss
-from translate.models.base import Optimization, build_model
+from translate.models.base import build_model
 from translate.models.checkpoint import Checkpoint, trained_model
 from translate.networks.antialias import BlurDownsample, BlurUpsample, _replicate_pad1
 from translate.networks.discriminators import NLayerDiscriminator
@@ -183,19 +183,6 @@ def test_the_head_is_built_at_construction_for_the_layers_any_batch_would_give_i
 
 
 # --- the objective, against the paper's equations on the model's own networks -------------------------------
-
-
-class Recorder(Optimization):
-    """Takes the loss of each update instead of applying it."""
-
-    def __init__(self) -> None:
-        self.losses: Dict[str, torch.Tensor] = {}
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def step(self, name: str, loss: torch.Tensor) -> None:
-        self.losses[name] = loss.detach()
 
 
 def patch_nce_by_hand(model, source: torch.Tensor, output: torch.Tensor, flipped: bool, temperature: float) -> torch.Tensor:

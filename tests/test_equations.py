@@ -11,9 +11,8 @@ defaults as the YAML composes them. (The WGAN-GP weighting inside each D loss is
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Dict, List
+from typing import List
 
 import pytest
 import torch
@@ -21,26 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import helpers
-from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, train_config
+from _models_helpers import TINY_CYCLEGAN, TINY_PIX2PIX, Recorder, train_config
 from translate.image_pool import ImagePool
 from translate.losses import gradient_penalty
-from translate.models.base import Optimization, build_model
+from translate.models.base import build_model
 from translate.settings.validate import validate_train
-
-
-class Recorder(Optimization):
-    """Takes the loss of each update instead of applying it."""
-
-    def __init__(self) -> None:
-        self.losses: Dict[str, torch.Tensor] = {}
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def step(self, name: str, loss: torch.Tensor) -> None:
-        assert name not in self.losses, f"{name} stepped twice in one training step"
-        self.losses[name] = loss.detach()
-
 
 # --- the adversarial terms, by hand -----------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ gradients are caught, and a resume keeps its place in the epoch in samples."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import pytest
@@ -16,6 +15,7 @@ from _models_helpers import (
     TINY_CUT,
     TINY_CYCLEGAN,
     TINY_PIX2PIX,
+    Recorder,
     read_metrics,
     read_png,
     train,
@@ -25,21 +25,8 @@ from _models_helpers import (
     write_pairs,
 )
 from translate.errors import ConfigError, TrainingError
-from translate.models.base import Optimization, build_model
+from translate.models.base import build_model
 from translate.training.engine import Trainer
-
-
-class Recorder(Optimization):
-    """Records the loss of each update instead of applying it."""
-
-    def __init__(self) -> None:
-        self.losses: dict[str, torch.Tensor] = {}
-
-    def autocast(self):
-        return contextlib.nullcontext()
-
-    def step(self, name: str, loss: torch.Tensor) -> None:
-        self.losses[name] = loss.detach()
 
 
 def _model(*overrides: str, image_size: int = 32, channels: int = 3):
