@@ -47,7 +47,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -240,6 +240,12 @@ DIFFAUGMENT = "model.diffaugment='color,translation,cutout'"
 EMA = ["model.ema.decay=0.99"]
 SPECTRAL_NORM = ["model.discriminator.spectral_norm=true", "model.discriminator.norm=none"]
 RESIZE_CONV = ["model.generator.upsample=resize_conv"]
+#: The recipes, quick subset and test overrides shared by the two image-to-image tasks.
+IMAGE_TASK: Dict[str, Any] = dict(
+    recipes={"default": [], "spectral_norm": SPECTRAL_NORM, "ema": EMA, "diffaugment": [DIFFAUGMENT], "resize_conv": RESIZE_CONV},
+    quick=["default", "resize_conv"],
+    test_overrides=["metrics.fid=false"],
+)
 
 
 def make_tasks(work: Path, mnist_root: Optional[str], steps: Dict[str, int]) -> Dict[str, Task]:
@@ -286,9 +292,7 @@ def make_tasks(work: Path, mnist_root: Optional[str], steps: Dict[str, int]) -> 
                 "trainer.batch_size=8",
                 f"trainer.max_steps={steps['pix2pix']}",
             ],
-            recipes={"default": [], "spectral_norm": SPECTRAL_NORM, "ema": EMA, "diffaugment": [DIFFAUGMENT], "resize_conv": RESIZE_CONV},
-            quick=["default", "resize_conv"],
-            test_overrides=["metrics.fid=false"],
+            **IMAGE_TASK,
             score=score_pix2pix,
         ),
         "cyclegan": Task(
@@ -306,9 +310,7 @@ def make_tasks(work: Path, mnist_root: Optional[str], steps: Dict[str, int]) -> 
                 "trainer.batch_size=4",
                 f"trainer.max_steps={steps['cyclegan']}",
             ],
-            recipes={"default": [], "spectral_norm": SPECTRAL_NORM, "ema": EMA, "diffaugment": [DIFFAUGMENT], "resize_conv": RESIZE_CONV},
-            quick=["default", "resize_conv"],
-            test_overrides=["metrics.fid=false"],
+            **IMAGE_TASK,
             score=score_cyclegan,
             truth=data / "cyclegan_truth",
         ),
