@@ -470,6 +470,9 @@ def test_output_folder_refuses_a_folder_of_other_files_or_a_file(tmp_path):
     with pytest.raises(ConfigError, match=rf"^output folder {mine / 'notes.txt'} is a file; pass output_dir=<a folder>"):
         with output_folder(mine / "notes.txt"):
             pytest.fail("refused before any work")
+    with pytest.raises(ConfigError, match=rf"^cannot make the output folder {mine / 'notes.txt' / 'x'} \({mine / 'notes.txt'}: "):
+        with output_folder(mine / "notes.txt" / "x"):
+            pytest.fail("refused before any work")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics.json", "mine", "notes.txt"]
 
 

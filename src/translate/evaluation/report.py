@@ -1,4 +1,5 @@
-"""What ``translate-test`` writes: images, the HTML page that shows them, metrics.json and sample grids."""
+"""What ``translate-test`` writes: images, the HTML page that shows them, metrics.json and sample grids, and
+the output folder they go to (:func:`output_folder`: complete or not at all, an earlier test kept)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 OUTPUTS = frozenset({"images", "samples", "index.html", "metrics.json", "grid.png"})
 
 
-def check_output_dir(out: Path) -> None:
+def _check_output_dir(out: Path) -> None:
     """Stop, before any work, when ``out`` cannot take a test's outputs: it is a file, or a folder that
     holds files translate-test did not write (a test never mixes its outputs with anything else)."""
     if out.exists() and not out.is_dir():
@@ -53,10 +54,16 @@ def output_folder(out: Path) -> Iterator[Path]:
     there: a test that fails or is interrupted leaves ``out`` as it was and nothing else. An earlier test
     in ``out`` is renamed to ``<out>.<time of that test>`` first, and the log says so: a test never
     replaces or mixes with another's results."""
-    check_output_dir(out)
+    _check_output_dir(out)
     with folders_removed_on_failure(out.parent):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            raise ConfigError(
+                f"cannot make the output folder {out} ({where}{err.strerror or err}); pass output_dir=<a folder you can write>"
+            ) from None
         try:
             os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; outputs are shared like any other folder
             yield staging
