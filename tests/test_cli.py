@@ -3,6 +3,8 @@ subprocess, from a directory that is not the repository."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -202,3 +204,33 @@ def test_test_without_a_trained_run_is_a_clear_error(compose_config, tmp_path, m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TranslateError, match=named):
         run_test(validate_test(_test_cfg(compose_config, *overrides)))
+
+
+def test_test_again_keeps_the_earlier_results_and_says_each_phase(run_cli, compose_config, cli_run, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(cli_run / "checkpoints" / "latest.pt", run / "checkpoints" / "latest.pt")
+    first = run_test(validate_test(_test_cfg(compose_config, f"run={run}")))
+    assert first == run / "test_latest"
+    earlier = (first / "metrics.json").read_bytes()
+
+    scores = ("metrics.cgan_per_class=5", "metrics.tstr_steps=2")
+    proc = run_cli("translate-test", f"run={run}", "device=cpu", "n_per_class=1", *scores, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The contract's path holds the new test; the earlier one is kept whole beside it, named by its time.
+    (aside,) = [p for p in run.iterdir() if p.name.startswith("test_latest.")]
+    assert re.fullmatch(r"test_latest\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", aside.name)
+    assert (aside / "metrics.json").read_bytes() == earlier
+    assert json.loads((run / "test_latest" / "metrics.json").read_text())["accuracy"]["num_images"] == 50
+    assert sorted(p.name for p in run.iterdir()) == sorted(["checkpoints", "test_latest", aside.name])  # nothing half-written
+    # Every phase that can take minutes says so as it starts; TSTR's steps have a bar on stderr.
+    lines = proc.stdout.splitlines()
+    for start in (
+        "generating 50 digits (5 of each class)...",
+        "scoring them and the 1,000 real digits of the mnist_subset test split with the MNIST classifier",
+        "TSTR: training a classifier on the generated digits for 2 steps",
+        f"kept the earlier test's results of {run / 'test_latest'} as {aside}",
+        f"translate-test: wrote {run / 'test_latest'}",
+    ):
+        assert any(line.startswith(start) for line in lines), (start, proc.stdout)
+    assert re.search(r"TSTR: +\d+%", proc.stderr), proc.stderr

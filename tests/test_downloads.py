@@ -167,8 +167,14 @@ def test_download_list_and_checksum(server: Server, tmp_path: Path, capsys: pyte
     archive = make_zip(UNALIGNED_FILES)
     server.files[H2Z_PATH] = archive
     data = tmp_path / "data"
-    code, out, _ = run_cli(capsys, "download", "horse2zebra", "--data-dir", str(data), "--mirror", server.url)
+    code, out, err = run_cli(capsys, "download", "horse2zebra", "--data-dir", str(data), "--mirror", server.url)
     assert code == 0 and f"ready at {data / 'horse2zebra'}" in out
+    # Each phase says what it does as it starts (a large dataset takes minutes); bars only on a terminal.
+    assert err.splitlines() == [
+        f"translate-data: downloading horse2zebra (~110 MB) from {server.url}{H2Z_PATH}...",
+        "translate-data: checking the SHA-256 of horse2zebra.zip.part...",
+        f"translate-data: extracting horse2zebra.zip into {data / 'horse2zebra'}...",
+    ]
     for name, content in UNALIGNED_FILES.items():
         assert (data / name).read_bytes() == content  # top-level folder stripped exactly once
     assert leftovers(data) == ["horse2zebra"]  # no archive, .part or extraction folder
@@ -319,11 +325,12 @@ def test_unsafe_members_are_refused(server: Server, tmp_path: Path, case: str) -
 
 def test_http_404(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "download", "apple2orange", "--data-dir", str(tmp_path), "--mirror", server.url)
+    url = f"{server.url}/cyclegan/datasets/apple2orange.zip"
     assert code == 2 and out == ""
-    assert err == (
-        "translate-data: error: HTTP error 404 Not Found for "
-        f"{server.url}/cyclegan/datasets/apple2orange.zip; check the name, or the mirror's copy\n"
-    )
+    assert err.splitlines() == [
+        f"translate-data: downloading apple2orange (~75 MB) from {url}...",
+        f"translate-data: error: HTTP error 404 Not Found for {url}; check the name, or the mirror's copy",
+    ]
     assert leftovers(tmp_path) == []
 
 
@@ -333,10 +340,23 @@ def test_connection_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
         port = sock.getsockname()[1]
     monkeypatch.setenv(download.MIRROR_ENV, f"http://127.0.0.1:{port}")
     code, _, err = run_cli(capsys, "download-model", "horse2zebra", "--models-dir", str(tmp_path))
-    assert code == 2 and err.count("\n") == 1
-    assert err.startswith(f"translate-data: error: cannot download http://127.0.0.1:{port}/cyclegan/pretrained_models/")
-    assert "refused" in err and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err
+    started, error = err.splitlines()
+    assert started.startswith("translate-data: downloading horse2zebra")
+    assert error.startswith(f"translate-data: error: cannot download http://127.0.0.1:{port}/cyclegan/pretrained_models/")
+    # The command it suggests is the one that fetches this generator, into the same folder, from a mirror.
+    assert "refused" in error and f"(translate-data download-model horse2zebra --models-dir {tmp_path} --mirror <url>," in error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_connection_refused_for_a_dataset_suggests_its_own_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "my data"
+    code, _, err = run_cli(capsys, "download", "facades", "--data-dir", str(data), "--mirror", f"http://127.0.0.1:{port}")
+    assert code == 2 and f"(translate-data download facades --data-dir '{data}' --mirror <url>," in err.splitlines()[-1]
+    assert leftovers(data) == []
 
 
 def test_disk_full_while_extracting(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import logging
 import math
+import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +34,7 @@ from translate.errors import ConfigError
 from translate.evaluation import fid
 from translate.evaluation.digits import DigitJudge, Digits, load_classifier, reference_digits, score_digits, train_on_synthetic
 from translate.evaluation.image_metrics import feature_frechet_distance, frechet_distance, inception_score, mean_pairwise_distance, to_uint8
+from translate.evaluation.report import output_folder
 from translate.visuals import save_png, to_unit
 
 HAS_FIDELITY = importlib.util.find_spec("torch_fidelity") is not None
@@ -214,6 +218,35 @@ def test_cgan_translate_test_writes_its_scores(cgan_run, tmp_path):
     assert (out / "grid.png").is_file() and (out / "samples" / "9" / "0.png").is_file()
 
 
+def phase_lines(caplog) -> list[str]:
+    """What translate-test logged, in order."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("translate")]
+
+
+def assert_in_order(lines: list[str], *starts: str) -> None:
+    """Each of ``starts`` begins one of ``lines``, in this order."""
+    found = [next((i for i, line in enumerate(lines) if line.startswith(start)), None) for start in starts]
+    assert None not in found and found == sorted(found), (starts, lines)
+
+
+@pytest.mark.parametrize("bars", [True, False])
+def test_cgan_test_says_each_phase_as_it_starts(cgan_run, tmp_path, caplog, capsys, bars):
+    # On a CPU the cGAN's scores take minutes: each phase is logged as it begins, TSTR has a bar.
+    caplog.set_level(logging.INFO, logger="translate")
+    overrides = ("metrics.cgan_per_class=6", "metrics.tstr_steps=3", "n_per_class=1", f"progress_bar={bars}")
+    translate_test(cgan_run, tmp_path / "test", *overrides)
+    assert_in_order(
+        phase_lines(caplog),
+        "testing ",
+        "generating 60 digits (6 of each class)...",
+        "scoring them and the 1,000 real digits of the mnist_subset test split with the MNIST classifier",
+        "TSTR: training a classifier on the generated digits for 3 steps",
+        "writing grid.png and 1 samples of each class...",
+        "accuracy = ",
+    )
+    assert bool(re.search(r"TSTR: +\d+%.*\| \d+/3 ", capsys.readouterr().err)) == bars
+
+
 def test_best_checkpoint_follows_the_configured_metric(cgan_run):
     events = read_events(cgan_run / "tb")
     fids = events.Scalars("val/fid_mnist_classifier")
@@ -362,6 +395,85 @@ def test_translate_test_adds_fid_and_kid_when_the_weights_are_there(image_runs, 
     assert all(math.isfinite(m["mean"]) and m["mean"] >= 0 for k, m in metrics.items() if k.startswith("FID"))
     if model == "cut":
         assert metrics["FID_B"]["num_real_images"] == 5
+
+
+@needs_fidelity
+@pytest.mark.parametrize("model, reals", [("pix2pix", 6), ("cut", 5)])
+def test_image_test_says_each_phase_as_it_starts(image_runs, model, reals, monkeypatch, tmp_path, caplog, capsys):
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"stand-in")
+    monkeypatch.setattr(fid, "inception_extractor", lambda path, device: block_means)
+    caplog.set_level(logging.INFO, logger="translate")
+    translate_test(getattr(image_runs, model), tmp_path / "test", f"metrics.inception_weights={weights}")
+    # CUT's fakes are compared with testB, read first; pix2pix's with the real_B of each pair
+    target = [f"reading the {reals} real target images FID/KID compare with..."] if model == "cut" else []
+    assert_in_order(
+        phase_lines(caplog),
+        "testing ",
+        f"FID/KID/IS: loading the Inception network ({weights})...",
+        *target,
+        f"translating {6 if model == 'pix2pix' else 4} inputs of the test split, each fake through Inception for FID/KID/IS...",
+        f"FID/KID/IS: the Inception features of the {reals} real images, then the scores...",
+        "FID_B = ",
+    )
+    bars = capsys.readouterr().err
+    assert re.search(r"translate: +\d+%", bars) and re.search(rf"Inception: +\d+%.*\| \d+/{reals} ", bars), bars
+
+
+def test_testing_again_moves_the_earlier_results_aside_with_their_images(image_runs, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="translate")
+    out = tmp_path / "mine"
+    translate_test(image_runs.pix2pix, out, "num_test=2")
+    earlier = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    translate_test(image_runs.pix2pix, out)
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("mine.")]
+    assert {p.relative_to(aside): p.read_bytes() for p in aside.rglob("*") if p.is_file()} == earlier
+    assert json.loads((out / "metrics.json").read_text())["L1"]["num_images"] == 6 and len(list((out / "images").iterdir())) == 18
+    assert f"kept the earlier test's results of {out} as {aside}" in phase_lines(caplog)
+
+
+def _write_test(folder: Path, text: str) -> None:
+    (folder / "images").mkdir()
+    (folder / "images" / "a_fake_B.png").write_text(text)
+    (folder / "metrics.json").write_text(text)
+
+
+def test_output_folder_keeps_every_earlier_test_and_a_failed_one_changes_nothing(tmp_path):
+    out = tmp_path / "test_latest"
+    same_second = 1_800_000_000
+    for k in range(3):
+        with output_folder(out) as folder:
+            assert folder.parent == tmp_path and folder != out
+            assert k == 0 or (out / "metrics.json").read_text() == str(k - 1)  # until the new one is complete
+            _write_test(folder, str(k))
+        for path in (out, out / "images", out / "metrics.json"):
+            os.utime(path, (same_second, same_second))
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(same_second))
+    kept = {"test_latest": "2", f"test_latest.{stamp}": "0", f"test_latest.{stamp}_2": "1"}
+    assert {p.name: (p / "metrics.json").read_text() for p in tmp_path.iterdir()} == kept
+    assert all((tmp_path / name / "images" / "a_fake_B.png").read_text() == text for name, text in kept.items())
+
+    with pytest.raises(KeyboardInterrupt), output_folder(out) as folder:
+        _write_test(folder, "interrupted")
+        raise KeyboardInterrupt
+    assert {p.name: (p / "metrics.json").read_text() for p in tmp_path.iterdir()} == kept  # and no partial folder
+
+
+def test_output_folder_refuses_a_folder_of_other_files_or_a_file(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (mine / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=rf"^output folder {mine} holds notes.txt, which translate-test did not write; pass output_dir="):
+        with output_folder(mine):
+            pytest.fail("refused before any work")
+    with pytest.raises(ConfigError, match=rf"^output folder {mine / 'notes.txt'} is a file; pass output_dir=<a folder>"):
+        with output_folder(mine / "notes.txt"):
+            pytest.fail("refused before any work")
+    with pytest.raises(ConfigError, match=rf"^cannot make the output folder {mine / 'notes.txt' / 'x'} \({mine / 'notes.txt'}: "):
+        with output_folder(mine / "notes.txt" / "x"):
+            pytest.fail("refused before any work")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics.json", "mine", "notes.txt"]
 
 
 def test_missing_weights_leave_fid_out_and_say_which_file_goes_where(image_runs, monkeypatch, tmp_path, caplog):

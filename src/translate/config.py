@@ -233,7 +233,8 @@ class TestConfig:
     run: Optional[str] = None
     # A checkpoint file (default: <run>/checkpoints/latest.pt), or a reference generator file.
     checkpoint: Optional[str] = None
-    # Where outputs go; null: <run>/test_<checkpoint name>/.
+    # Where outputs go; null: <run>/test_<checkpoint name>/. An earlier test there is renamed to
+    # <output_dir>.<its time>/ once the new one is complete; a folder holding other files is refused.
     output_dir: Optional[str] = None
     # Cap on the number of test inputs of each direction (null: the whole split).
     num_test: Optional[int] = None
@@ -245,6 +246,8 @@ class TestConfig:
     eval_mode: EvalMode = EvalMode.eval
     weights: Weights = Weights.ema
     metrics: TestMetricsConfig = field(default_factory=TestMetricsConfig)
+    # Bars over the long phases (translating, Inception, TSTR); each phase is logged as it starts either way.
+    progress_bar: bool = True
     device: DeviceConfig = field(default_factory=DeviceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     # data=<kind or preset> replaces the run's dataset; model= is read only for a reference generator file.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from translate.errors import TranslateError
 from translate.hub.catalog import DATASETS, MODELS, find_dataset, find_model, format_size
@@ -144,11 +146,29 @@ def _download_model(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _phases_on_stderr() -> Iterator[None]:
+    """The phases translate.hub logs (downloading, checking, extracting: minutes for a large dataset) as
+    ``translate-data: <phase>`` lines on stderr, while the command runs."""
+    logger = logging.getLogger("translate.hub")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("translate-data: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``translate-data``; returns the exit status (2 for any error, with a one-line message)."""
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _phases_on_stderr():
+            return args.run(args)
     except TranslateError as exc:
         print(f"translate-data: error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@
 inputs shown as real_A and its outputs as fake_B whatever the file's name, into
 ``<file's folder>/test_<file stem>/`` by default; see :mod:`translate.hub.reference`.
 
-Outputs under ``output_dir`` (default ``<run>/test_<checkpoint name>/``):
+Outputs under ``output_dir`` (default ``<run>/test_<checkpoint name>/``), written into a hidden folder beside it
+and renamed to it when complete; an earlier test there is first renamed to ``<output_dir>.<its time>/`` (see
+:func:`translate.evaluation.report.output_folder`):
 - image models: ``images/<stem>_<visual>.png``, ``index.html`` (each input's visuals side by side),
   ``metrics.json`` (mean of each per-image metric, with the number of images it used; FID/KID of each
   fake_X against the real_X images when torch-fidelity and its Inception weights are there, see
@@ -31,6 +33,7 @@ from translate.data.configs import DataConfig, ImageDataConfig, evaluation_data
 from translate.devices import resolve_device
 from translate.errors import CheckpointError, ConfigError
 from translate.evaluation.protocols import protocol_for
+from translate.evaluation.report import output_folder
 from translate.files import read_weights, resolve_checkpoint
 from translate.hub.reference import generator_from_weights
 from translate.models.base import DataInfo, GANModel
@@ -104,7 +107,7 @@ def run_test(cfg: TestConfig) -> Path:
         log.info("eval_mode=paper: one image at a time (batch_size=1), as the reference tests")
         cfg = replace(cfg, batch_size=1)
     torch.manual_seed(cfg.seed)
-    log.info("testing %s (%s) into %s", ckpt_path, getattr(model.cfg, "name", "generator"), out)
-    with torch.no_grad():
-        protocol_for(model).test(model, data, cfg, out, device)
+    with output_folder(out) as folder, torch.no_grad():
+        log.info("testing %s (%s) into %s", ckpt_path, getattr(model.cfg, "name", "generator"), out)
+        protocol_for(model).test(model, data, cfg, folder, device)
     return out

@@ -33,6 +33,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
+from tqdm import tqdm
 
 from translate.config import TestMetricsConfig, Weights
 from translate.data.configs import MNISTDataConfig
@@ -171,11 +172,18 @@ def class_diversity(digits: Digits, classes: int) -> list[float]:
 
 
 def train_on_synthetic(
-    fake: Digits, real: Digits, steps: int, device: torch.device, seed: int = 0, batch_size: int = 128, lr: float = 1e-3
+    fake: Digits,
+    real: Digits,
+    steps: int,
+    device: torch.device,
+    seed: int = 0,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    progress: bool = False,
 ) -> float:
     """TSTR: train a fresh classifier (the judge's architecture, Adam, ``lr`` decaying linearly to 0,
     no augmentation) on ``fake`` for ``steps`` steps of ``batch_size``, and return its accuracy on ``real``.
-    The global random state is left as it was."""
+    The global random state is left as it was; ``progress``: a bar over the steps."""
     x, y = classifier_input(fake.images, CLASSIFIER_SIZE).to(device), fake.labels.to(device)
     draws = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
@@ -183,7 +191,7 @@ def train_on_synthetic(
         net = MNISTClassifierNet().to(device).train()
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)
-        for _ in range(steps):
+        for _ in tqdm(range(steps), desc="TSTR", unit="step", leave=False, disable=not progress):
             index = torch.randint(len(y), (batch_size,), generator=draws).to(device)
             loss = F.cross_entropy(net(x[index]), y[index])
             opt.zero_grad(set_to_none=True)
@@ -200,18 +208,16 @@ def score_digits(
     judge: DigitJudge,
     classes: int,
     per_class: bool = True,
-    tstr_steps: int = 0,
     real_scores: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]] = None,
 ) -> Metrics:
-    """The scores of the module docstring for generated digits ``fake`` against real digits ``real``, in
-    metrics.json's ``{name: {"mean", "num_images", ...}}`` format. ``real_scores`` (the judge's
-    predictions, features, logits and class diversities of ``real``) saves recomputing them."""
+    """The scores of the module docstring but TSTR for generated digits ``fake`` against real digits
+    ``real``, in metrics.json's ``{name: {"mean", "num_images", ...}}`` format. ``real_scores`` (the
+    judge's predictions, features, logits and class diversities of ``real``) saves recomputing them."""
     preds, features, logits = judge(fake.images)
     real_preds, real_features, real_logits, real_diversity = real_scores or (*judge(real.images), class_diversity(real, classes))
-    counts = {"num_images": len(fake), "num_real_images": len(real), "reference": real.source}
     out = accuracy_metrics(preds, fake.labels, classes, per_class)
     out["accuracy"]["real"] = float((real_preds == real.labels).float().mean())
-    out["fid_mnist_classifier"] = {"mean": feature_frechet_distance(features, real_features), **counts}
+    out["fid_mnist_classifier"] = {"mean": feature_frechet_distance(features, real_features), **_counts(fake, real)}
     splits = min(IS_SPLITS, len(fake))
     score, spread = inception_score(logits, splits)
     out["is_mnist_classifier"] = {
@@ -230,27 +236,47 @@ def score_digits(
     if per_class:
         for c, (value, real_value) in enumerate(zip(diversity, real_diversity)):
             out[f"diversity_class_{c}"] = {"mean": value, "num_images": int((fake.labels == c).sum()), "real": real_value}
-    if tstr_steps > 0:
-        out["tstr_accuracy"] = {"mean": train_on_synthetic(fake, real, tstr_steps, judge.device), "steps": tstr_steps, **counts}
     return out
 
 
+def _counts(fake: Digits, real: Digits) -> Dict[str, Any]:
+    """The numbers of digits a score compares, and which real ones."""
+    return {"num_images": len(fake), "num_real_images": len(real), "reference": real.source}
+
+
 def generator_test_metrics(
-    model: Any, data: MNISTDataConfig, split: str, cfg: TestMetricsConfig, seed: int, device: torch.device
+    model: Any, data: MNISTDataConfig, split: str, cfg: TestMetricsConfig, seed: int, device: torch.device, progress: bool = True
 ) -> Metrics:
     """translate-test's scores of a cGAN: ``cfg.cgan_per_class`` digits per class (noise from ``seed``)
     against the whole ``split`` of the run's MNIST data (the bundled subset's when the run used it),
     judged by ``cfg.classifier`` (None: the shipped classifier), with ``cfg.tstr_steps`` of TSTR training.
-    ``cfg`` is translate-test's ``metrics`` section; ``cfg.cgan_per_class`` is at least 1."""
+    ``cfg`` is translate-test's ``metrics`` section; ``cfg.cgan_per_class`` is at least 1. Each phase is
+    logged as it starts (on a CPU the whole takes minutes); ``progress``: a bar over TSTR's steps."""
     real = reference_digits(data, split)
     judge = DigitJudge(load_classifier(cfg.classifier), device)
+    classes = model.cfg.num_classes
+    log.info("generating %s digits (%s of each class)...", f"{cfg.cgan_per_class * classes:,}", f"{cfg.cgan_per_class:,}")
     fake = generate_digits(model, cfg.cgan_per_class, seed, device)
-    return score_digits(fake, real, judge, model.cfg.num_classes, per_class=True, tstr_steps=cfg.tstr_steps)
+    log.info(
+        "scoring them and the %s real digits of the %s with the MNIST classifier %s...",
+        f"{len(real):,}",
+        real.source,
+        cfg.classifier or f"translate/assets/{SHIPPED_CLASSIFIER}",
+    )
+    out = score_digits(fake, real, judge, classes, per_class=True)
+    if cfg.tstr_steps > 0:
+        log.info(
+            "TSTR: training a classifier on the generated digits for %s steps, then testing it on the real ones...", f"{cfg.tstr_steps:,}"
+        )
+        accuracy = train_on_synthetic(fake, real, cfg.tstr_steps, device, progress=progress)
+        out["tstr_accuracy"] = {"mean": accuracy, "steps": cfg.tstr_steps, **_counts(fake, real)}
+    return out
 
 
 def classifier_test_metrics(model: Any, data: MNISTDataConfig, split: str, limit: Optional[int], device: torch.device) -> Metrics:
     """translate-test's scores of a classifier run: its accuracy (overall and per class) on ``split``."""
     real = reference_digits(data, split, limit)
+    log.info("classifying the %s digits of the %s...", f"{len(real):,}", real.source)
     preds = DigitJudge(model.netC, device, size=None)(real.images)[0]
     return accuracy_metrics(preds, real.labels, model.cfg.num_classes, per_class=True)
 

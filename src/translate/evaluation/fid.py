@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from tqdm import tqdm
 
 from translate.config import ValMetricsConfig
 from translate.errors import ConfigError
@@ -146,13 +147,26 @@ class DistributionMetrics:
             elif kind == "real":
                 self.real.setdefault(side, []).append(as_rgb_uint8(images).cpu())
 
+    @property
+    def num_real(self) -> int:
+        """The real images :meth:`compute` takes through the network: those with fakes of their domain."""
+        return sum(len(batch) for side in self.fake.keys() & self.real.keys() for batch in self.real[side])
+
     @torch.no_grad()
-    def compute(self) -> Dict[str, Dict[str, float]]:
+    def compute(self, progress: bool = False) -> Dict[str, Dict[str, float]]:
+        """The scores of the class docstring; ``progress``: a bar over the real images' batches."""
         sides = sorted(self.fake.keys() & self.real.keys())
+        reals: Dict[str, torch.Tensor] = {}
+        with tqdm(total=self.num_real, desc="Inception", unit="img", leave=False, disable=not progress) as bar:
+            for side in sides:
+                features = []
+                for batch in self.real[side]:
+                    features.append(self.extract(batch)[0].double().cpu())
+                    bar.update(len(batch))
+                reals[side] = torch.cat(features)
         out: Dict[str, Dict[str, float]] = {}
         for side in sides:
-            fake = torch.cat(self.fake[side])
-            real = torch.cat([self.extract(batch)[0].double().cpu() for batch in self.real[side]])
+            fake, real = torch.cat(self.fake[side]), reals[side]
             if min(len(fake), len(real)) < 2:
                 log.warning("FID_%s/KID_%s need at least 2 images on each side; got %d fake and %d real", side, side, len(fake), len(real))
                 continue
@@ -187,4 +201,5 @@ def distribution_metrics(cfg: ValMetricsConfig, device: torch.device) -> Optiona
     lookup = check_fid(cfg)
     if lookup is None or lookup.path is None:
         return None
+    log.info("FID/KID/IS: loading the Inception network (%s)...", lookup.path)
     return DistributionMetrics(inception_extractor(lookup.path, device), cfg.kid_subset_size)

@@ -20,6 +20,11 @@ PerImageMetrics = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 BatchCallback = Callable[[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, torch.Tensor]], None]
 
 
+def num_inputs(datasets: List[SplitDataset], limit: Optional[int] = None) -> int:
+    """How many inputs :func:`evaluate` takes from ``datasets``: the first ``limit`` of each (all when None)."""
+    return sum(len(dataset) if limit is None else min(len(dataset), limit) for dataset in datasets)
+
+
 @torch.no_grad()
 def evaluate(
     model: Any,
@@ -42,7 +47,7 @@ def evaluate(
     sums: Dict[str, float] = {}
     counts: Dict[str, int] = {}
     for dataset in datasets:
-        n = len(dataset) if limit is None else min(len(dataset), limit)
+        n = num_inputs([dataset], limit)
         for batch in tqdm(
             DataLoader(dataset, batch_size=batch_size, sampler=range(n)), desc="translate", leave=False, disable=not progress
         ):

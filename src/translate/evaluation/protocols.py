@@ -7,6 +7,7 @@ in, tensors out: choosing splits and folders, and computing metrics, happen here
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -23,9 +24,11 @@ from translate.errors import DatasetNotFoundError
 from translate.evaluation import fid
 from translate.evaluation.digits import GeneratorValidation, classifier_test_metrics, generator_test_metrics
 from translate.evaluation.image_metrics import l1, psnr, ssim
-from translate.evaluation.loop import evaluate
+from translate.evaluation.loop import evaluate, num_inputs
 from translate.evaluation.report import write_metrics, write_samples, write_translations
 from translate.networks.configs import check_image_size
+
+log = logging.getLogger(__name__)
 
 Metrics = Dict[str, Dict[str, float]]
 #: ``(model, device) -> {metric: {"mean", "num_images"}}``: the metrics of :meth:`Protocol.validation_metrics`.
@@ -121,14 +124,17 @@ class Translation(Protocol):
         distributions = fid.distribution_metrics(cfg.metrics, device)
         datasets = self.datasets(model, data, cfg.split)
         if distributions is not None:
-            _add_targets(distributions, self.targets(model, data, cfg.split), cfg.batch_size, cfg.num_test)
+            targets = self.targets(model, data, cfg.split)
+            if targets:
+                log.info("reading the %s real target images FID/KID compare with...", f"{num_inputs(targets, cfg.num_test):,}")
+            _add_targets(distributions, targets, cfg.batch_size, cfg.num_test)
         write_translations(model, self.metrics, datasets, out, cfg, device, distributions)
 
 
 def _add_targets(distributions: fid.DistributionMetrics, targets: List[SplitDataset], batch_size: int, limit: Optional[int]) -> None:
     """Give FID/KID the real images of ``targets`` (the first ``limit`` of each, as the translated inputs)."""
     for dataset in targets:
-        n = len(dataset) if limit is None else min(len(dataset), limit)
+        n = num_inputs([dataset], limit)
         for batch in DataLoader(dataset, batch_size=batch_size, sampler=range(n)):
             distributions.update({"real_B": batch["B"]})
 
@@ -261,7 +267,11 @@ class Digits(Protocol):
     def test(self, model: Any, data: DataConfig, cfg: TestConfig, out: Path, device: torch.device) -> None:
         assert isinstance(data, MNISTDataConfig)
         # cgan_per_class=0 asks for the grid and samples alone: no scores, so no metrics.json.
-        metrics = generator_test_metrics(model, data, cfg.split, cfg.metrics, cfg.seed, device) if cfg.metrics.cgan_per_class else None
+        metrics = (
+            generator_test_metrics(model, data, cfg.split, cfg.metrics, cfg.seed, device, cfg.progress_bar)
+            if cfg.metrics.cgan_per_class
+            else None
+        )
         write_samples(model, out, cfg.n_per_class, device)
         if metrics is not None:
             write_metrics(out, metrics)

@@ -1,25 +1,94 @@
-"""What ``translate-test`` writes: images, the HTML page that shows them, metrics.json and sample grids."""
+"""What ``translate-test`` writes: images, the HTML page that shows them, metrics.json and sample grids, and
+the output folder they go to (:func:`output_folder`: complete or not at all, an earlier test kept)."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 
 from translate.config import TestConfig
 from translate.data.base import SplitDataset
+from translate.errors import ConfigError
 from translate.evaluation.fid import DistributionMetrics
-from translate.evaluation.loop import PerImageMetrics, evaluate
-from translate.files import atomic_write, resolve_checkpoint
+from translate.evaluation.loop import PerImageMetrics, evaluate, num_inputs
+from translate.files import atomic_write, folders_removed_on_failure, resolve_checkpoint
 from translate.visuals import rows_to_grid, save_png, to_unit
 
 log = logging.getLogger(__name__)
+
+#: Every name translate-test writes into its output folder, whatever the model: a folder that holds nothing
+#: else (hidden files aside) is an earlier test's, which a new test may move aside.
+OUTPUTS = frozenset({"images", "samples", "index.html", "metrics.json", "grid.png"})
+
+
+def _check_output_dir(out: Path) -> None:
+    """Stop, before any work, when ``out`` cannot take a test's outputs: it is a file, or a folder that
+    holds files translate-test did not write (a test never mixes its outputs with anything else)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file; pass output_dir=<a folder> (it is made when missing)")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS and not p.name.startswith("."))
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ConfigError(
+                f"output folder {out} holds {listed}, which translate-test did not write; "
+                "pass output_dir=<a new or empty folder> (an earlier test's own folder is moved aside, never written into)"
+            )
+
+
+@contextlib.contextmanager
+def output_folder(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write a test's outputs into, renamed to ``out`` once they are all
+    there: a test that fails or is interrupted leaves ``out`` as it was and nothing else. An earlier test
+    in ``out`` is renamed to ``<out>.<time of that test>`` first, and the log says so: a test never
+    replaces or mixes with another's results."""
+    _check_output_dir(out)
+    with folders_removed_on_failure(out.parent):
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            raise ConfigError(
+                f"cannot make the output folder {out} ({where}{err.strerror or err}); pass output_dir=<a folder you can write>"
+            ) from None
+        try:
+            os.chmod(staging, 0o755)  # mkdtemp makes it owner-only; outputs are shared like any other folder
+            yield staging
+            if out.is_dir() and any(out.iterdir()):
+                aside = _aside(out)
+                os.rename(out, aside)
+                log.info("kept the earlier test's results of %s as %s", out, aside)
+            elif out.is_dir():
+                out.rmdir()
+            os.rename(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _aside(out: Path) -> Path:
+    """A free name for the earlier test in ``out``: ``<out>.<YYYY-MM-DD_HH-MM-SS>``, the time of its
+    newest file (as a run directory is named)."""
+    newest = max(path.stat().st_mtime for path in (out, *out.iterdir()))
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(newest))
+    candidate, k = out.with_name(f"{out.name}.{stamp}"), 1
+    while candidate.exists():
+        k += 1
+        candidate = out.with_name(f"{out.name}.{stamp}_{k}")
+    return candidate
 
 
 def write_metrics(out: Path, metrics: Dict[str, Dict[str, Any]]) -> None:
@@ -31,6 +100,7 @@ def write_metrics(out: Path, metrics: Dict[str, Dict[str, Any]]) -> None:
 
 def write_samples(model: Any, out: Path, n_per_class: int, device: torch.device) -> None:
     """grid.png (row = class, the model's fixed noise) and samples/<class>/<k>.png, n_per_class each."""
+    log.info("writing grid.png and %s samples of each class...", f"{n_per_class:,}")
     save_png(rows_to_grid(model.visuals(None)), out / "grid.png")
     classes = model.cfg.num_classes
     for c in range(classes):
@@ -76,9 +146,16 @@ def write_translations(
         if distributions is not None:
             distributions.update(visuals)
 
-    metrics = evaluate(model, metrics_of, datasets, cfg.batch_size, device, cfg.num_test, write_batch)
+    log.info(
+        "translating %s inputs of the %s split%s...",
+        f"{num_inputs(datasets, cfg.num_test):,}",
+        cfg.split,
+        "" if distributions is None else ", each fake through Inception for FID/KID/IS",
+    )
+    metrics = evaluate(model, metrics_of, datasets, cfg.batch_size, device, cfg.num_test, write_batch, cfg.progress_bar)
     if distributions is not None:
-        metrics.update(distributions.compute())
+        log.info("FID/KID/IS: the Inception features of the %s real images, then the scores...", f"{distributions.num_real:,}")
+        metrics.update(distributions.compute(cfg.progress_bar))
     checkpoint = resolve_checkpoint(cfg.checkpoint or cfg.run or "")
     write_index(out / "index.html", rows, metrics, run=str(cfg.run or checkpoint.parent), checkpoint=str(checkpoint))
     write_metrics(out, metrics)

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import http.client
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -46,7 +47,9 @@ from translate.data.configs import DataConfig, ImageDataConfig, MNISTDataConfig
 from translate.data.mnist import ensure_mnist
 from translate.errors import DatasetMissingError, DownloadError
 from translate.files import folders_removed_on_failure
-from translate.hub.catalog import DATASETS, DEFAULT_BASE_URL, DatasetEntry, Entry, ModelEntry, find_dataset, find_model
+from translate.hub.catalog import DATASETS, DEFAULT_BASE_URL, DatasetEntry, Entry, ModelEntry, find_dataset, find_model, format_size
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -147,8 +150,10 @@ def _download_dataset(entry: DatasetEntry, data_dir: Path, target: Path, mirror:
     url = entry.url(resolve_base_url(mirror))
     archive = data_dir / f"{entry.name}{entry.suffix}"
     store = data_dir / CHECKSUM_FILE
-    digest = _download_verified(entry, url, part_path(archive), archive, store, timeout)
+    again = f"translate-data download {entry.name} --data-dir {shlex.quote(str(data_dir))}"
+    digest = _download_verified(entry, url, part_path(archive), archive, store, timeout, again)
     try:
+        log.info("extracting %s into %s...", archive.name, target)
         _extract_into_place(entry, archive, target)
     finally:
         archive.unlink(missing_ok=True)
@@ -179,7 +184,8 @@ def download_model(
             dest_dir.mkdir(parents=True, exist_ok=True)
         store = dest_dir / CHECKSUM_FILE
         url = entry.url(resolve_base_url(mirror))
-        digest = _download_verified(entry, url, _model_part(dest_dir, entry.name), target, store, timeout)
+        again = f"translate-data download-model {entry.name} --models-dir {shlex.quote(str(dest_dir))}"
+        digest = _download_verified(entry, url, _model_part(dest_dir, entry.name), target, store, timeout, again)
         _record_checksum(store, entry.key, digest)
     return target
 
@@ -222,9 +228,13 @@ def prepare_data(data: DataConfig) -> DataConfig:
     return data
 
 
-def _download_verified(entry: Entry, url: str, part: Path, dest: Path, store: Path, timeout: float) -> str:
-    """Download ``url`` to ``dest`` via ``part``, check its hash, return the hash."""
-    _fetch(url, part, entry.name, timeout)
+def _download_verified(entry: Entry, url: str, part: Path, dest: Path, store: Path, timeout: float, again: str) -> str:
+    """Download ``url`` to ``dest`` via ``part``, check its hash, return the hash. ``again`` is the
+    translate-data command that fetches ``entry`` here, for the error a failed connection gives."""
+    size = "" if entry.approx_mb is None else f" ({format_size(entry.approx_mb)})"
+    log.info("downloading %s%s from %s...", entry.name, size, url)
+    _fetch(url, part, entry.name, timeout, again)
+    log.info("checking the SHA-256 of %s...", part.name)
     digest = _sha256(part)
     try:
         _check_digest(entry, digest, store, f"{dest.name} from {url}")
@@ -241,12 +251,12 @@ class _Interrupted(Exception):
     """The transfer ended early; whatever arrived is kept in the ``.part`` file to resume from."""
 
 
-def _fetch(url: str, part: Path, desc: str, timeout: float) -> None:
+def _fetch(url: str, part: Path, desc: str, timeout: float, again: str) -> None:
     """Download ``url`` into ``part``, resuming from what it holds, retrying a cut connection."""
     reason: Optional[_Interrupted] = None
     for _ in range(ATTEMPTS):
         try:
-            _fetch_once(url, part, desc, timeout)
+            _fetch_once(url, part, desc, timeout, again)
             return
         except _Interrupted as exc:
             reason = exc
@@ -256,7 +266,7 @@ def _fetch(url: str, part: Path, desc: str, timeout: float) -> None:
     )
 
 
-def _fetch_once(url: str, part: Path, desc: str, timeout: float) -> None:
+def _fetch_once(url: str, part: Path, desc: str, timeout: float, again: str) -> None:
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _USER_AGENT}
     if offset:
@@ -277,7 +287,7 @@ def _fetch_once(url: str, part: Path, desc: str, timeout: float) -> None:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise DownloadError(
             f"cannot download {url}: {_describe(reason)}; check the network connection, or fetch from a mirror "
-            f"(translate-data download --mirror <url>, or the environment variable {MIRROR_ENV})"
+            f"({again} --mirror <url>, or the environment variable {MIRROR_ENV})"
         ) from None
     with response:
         if response.status == 206:
@@ -467,9 +477,11 @@ def _extract_into_place(entry: DatasetEntry, archive: Path, target: Path) -> Non
         extracted.mkdir()
         members = _zip_members(archive) if entry.suffix == ".zip" else _tar_members(archive)
         try:
-            with closing(members):
+            # A large archive takes minutes to extract; the bar counts files (shown on a terminal only).
+            with closing(members), tqdm(desc=f"extracting {entry.name}", unit=" files", disable=None) as bar:
                 for member in members:
                     _place(member, extracted, archive.name)
+                    bar.update()
         except _CORRUPT as exc:
             raise DownloadError(
                 f"archive {archive.name} is truncated or corrupt ({_describe(exc)}); nothing was "
