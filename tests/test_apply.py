@@ -331,7 +331,8 @@ def test_apply_stops_on_an_unreadable_image_unless_told_to_skip_it(gen_file, tmp
 
 def png16(path: Path, pixels: np.ndarray, exif: bytes = b"") -> None:
     """A 16-bit RGB PNG of ``[H, W, 3]`` uint16 pixels written by hand (Pillow writes none), unfiltered, with an
-    eXIf chunk when ``exif`` is given (Pillow's ``Exif.tobytes()``)."""
+    eXIf chunk when ``exif`` is given (Pillow's ``Exif.tobytes()``), after the pixels (PNG allows either place):
+    Pillow decodes the image to look for it, as for a PNG without one, which is what once cost 16-bit colour its depth."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -340,7 +341,7 @@ def png16(path: Path, pixels: np.ndarray, exif: bytes = b"") -> None:
     rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
     exif_chunk = chunk(b"eXIf", exif.removeprefix(b"Exif\0\0")) if exif else b""
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + exif_chunk + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(rows)) + exif_chunk + chunk(b"IEND", b""))
 
 
 def read_rgb48(path: Path) -> np.ndarray:
@@ -433,6 +434,7 @@ def test_max_image_pixels_replaces_pillows_guard(gen_file, tmp_path, capsys, mon
     with pytest.raises(BadImageError) as caught:
         translate.load(gen_file, device="cpu", max_image_pixels=100)(tmp_path / "in" / "big.png")
     assert "big.png: 16 x 16 is 256 pixels, more than max_image_pixels=100" in str(caught.value)
+    capsys.readouterr()  # what logging outside a command printed (an earlier command's handler may be stale)
     common = [
         f"run={gen_file}",
         f"input={tmp_path / 'in'}",
