@@ -2,13 +2,16 @@
 seams, translate-apply on folders and video, exports with the preprocessing baked in.
 
 Generators are tiny (ngf 8, one or two residual blocks) and made here, saved as reference-format files; one
-tiny CycleGAN run trains two steps for what needs a run (directions, weights).
+tiny CycleGAN run trains two steps for what needs a run (directions, weights), one tiny cGAN run one step.
+Odd files and arrays: test_apply_fuzz.py.
 """
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,14 +20,17 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
+import helpers
 import translate
 from _models_helpers import TINY_CYCLEGAN, load_run_model, train, write_folder
 from translate.cli.apply import main as apply_main
+from translate.config import PILLOW_MAX_IMAGE_PIXELS
 from translate.errors import BadImageError, CheckpointError, ConfigError, InputError
 from translate.inference import tiles
-from translate.inference.tiles import plan_tiles, seam_ratio
+from translate.inference.images import write_picture
+from translate.inference.tiles import border_index, plan_tiles, seam_ratio
 from translate.networks.generators import ResnetGenerator
 from translate.networks.init import init_weights
 
@@ -77,6 +83,14 @@ def cyclegan_run(tmp_path_factory) -> Path:
     write_folder(root / "data" / "trainB", 2, 16, seed=1, prefix="b")
     train(root / "run", [*TINY_CYCLEGAN, f"data.root={root / 'data'}", "logger=none", "trainer.max_steps=2", "model.ema.decay=0.5"])
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory) -> Path:
+    """One step of a tiny cGAN on the bundled digits, without a moving average (model.ema.decay 0)."""
+    run = tmp_path_factory.mktemp("cgan") / "run"
+    helpers.train(run, *helpers.TINY, "logger=none", "trainer.max_steps=1")
+    return run
 
 
 # ------------------------------------------------------------------------------------------------ the API
@@ -133,7 +147,26 @@ def test_a_cyclegan_run_translates_both_ways_with_ema_or_raw_weights(cyclegan_ru
     model = load_run_model(cyclegan_run)  # raw weights
     assert np.array_equal(translate.load(cyclegan_run, weights="raw", device="cpu")(pixels), eager(model.netG_A, pixels))
     assert np.array_equal(translate.load(cyclegan_run, weights="raw", direction="BtoA", device="cpu")(pixels), eager(model.netG_B, pixels))
-    assert not np.array_equal(translate.load(cyclegan_run, device="cpu")(pixels), eager(model.netG_A, pixels)), "ema should differ from raw"
+    g = translate.load(cyclegan_run, device="cpu")
+    assert not np.array_equal(g(pixels), eager(model.netG_A, pixels)), "ema should differ from raw"
+    assert "G_A, ema weights, step 2" in repr(g)
+
+
+def test_the_summary_says_raw_weights_for_a_run_without_a_moving_average(cgan_run):
+    assert "cgan G, raw weights, the run kept no moving average, step 1" in repr(translate.load(cgan_run, device="cpu"))
+    assert "cgan G, raw weights, step 1" in repr(translate.load(cgan_run, weights="raw", device="cpu"))
+
+
+def test_an_image_smaller_than_the_generator_takes_is_padded_and_cropped_back(gen_file):
+    """A ResNet's bottleneck must be at least 2 x 2, so sides under 8 are padded to 8 as the tiles pad
+    (reflected, then the pixel the reflection ends on repeated); the output is the input's size."""
+    g = translate.load(gen_file, device="cpu")
+    assert g.min_side == 8
+    for h, w in ((2, 2), (1, 1), (1, 30), (30, 3)):
+        pixels = scene(max(h, 8), max(w, 8))[:h, :w]
+        padded = pixels[np.ix_(border_index(h, max(h, 8)), border_index(w, max(w, 8)))]
+        assert np.array_equal(g(pixels), eager(resnet(), padded)[:h, :w]), (h, w)
+        assert g(pixels, tile=16, overlap=4).shape == pixels.shape  # in tiles too: (1, 30) makes two
 
 
 def test_a_pretrained_name_loads_from_the_data_cache(gen_file, tmp_path, monkeypatch):
@@ -293,7 +326,185 @@ def test_apply_stops_on_an_unreadable_image_unless_told_to_skip_it(gen_file, tmp
         apply_main(common)
     assert "broken.jpg: cannot read image" in capsys.readouterr().err
     apply_main([*common, "skip_bad=true"])
-    assert "wrote 1 images (1 unreadable left out)" in capsys.readouterr().out
+    assert "wrote 1 image (1 unreadable left out)" in capsys.readouterr().out
+
+
+def png16(path: Path, pixels: np.ndarray, exif: bytes = b"") -> None:
+    """A 16-bit RGB PNG of ``[H, W, 3]`` uint16 pixels written by hand (Pillow writes none), unfiltered, with an
+    eXIf chunk when ``exif`` is given (Pillow's ``Exif.tobytes()``), after the pixels (PNG allows either place):
+    Pillow decodes the image to look for it, as for a PNG without one, which is what once cost 16-bit colour its depth."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = pixels.shape
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
+    exif_chunk = chunk(b"eXIf", exif.removeprefix(b"Exif\0\0")) if exif else b""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(rows)) + exif_chunk + chunk(b"IEND", b""))
+
+
+def read_rgb48(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.format.name.startswith("rgb48"), frame.format.name
+        return frame.to_ndarray(format="rgb48le")
+
+
+def test_16_bit_colour_with_an_exif_orientation_comes_back_16_bit_and_upright(gen_file, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    stored = (rng.random((10, 14, 3)) * 65535).astype(np.uint16)  # 14 wide as stored; orientation 6 shows it 10 wide
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "TestCam"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    png16(photos / "deep.png", stored, exif.tobytes())
+    tif = (rng.random((9, 7, 3)) * 65535).astype(np.uint16)
+    with av.open(str(photos / "deep.tif"), mode="w", format="image2") as container:
+        stream = container.add_stream("tiff")
+        stream.width, stream.height, stream.pix_fmt = 7, 9, "rgb48le"
+        for packet in (*stream.encode(av.VideoFrame.from_ndarray(tif, format="rgb48le")), *stream.encode()):
+            container.mux(packet)
+    upright = np.rot90(stored, k=-1)  # orientation 6: turned a quarter clockwise to be shown
+    with Image.open(photos / "deep.png") as shown:  # Pillow's own reading of the orientation, at 8 bits
+        assert np.asarray(ImageOps.exif_transpose(shown)).shape == upright.shape
+
+    g = translate.load(gen_file, device="cpu")
+    expected = g(np.ascontiguousarray(upright))
+    assert expected.dtype == np.uint16 and np.any(expected % 257 != 0)  # 8-bit levels would all be multiples of 257
+    assert np.array_equal(g(photos / "deep.png"), expected)  # a path: the documented uint16 [H, W, 3] array
+
+    apply_main([f"run={gen_file}", f"input={photos}", f"output={tmp_path / 'out'}", "device=cpu", "progress_bar=false"])
+    assert "wrote 2 images" in capsys.readouterr().out
+    assert np.array_equal(read_rgb48(tmp_path / "out" / "deep.png"), expected)
+    assert np.array_equal(read_rgb48(tmp_path / "out" / "deep.tif"), g(tif))
+    with Image.open(tmp_path / "out" / "deep.png") as out:  # the EXIF is kept, its orientation reset
+        assert out.getexif().get(0x0112) == 1 and out.getexif().get(0x010F) == "TestCam"
+
+
+def test_what_a_format_cannot_hold_is_said_when_written(tmp_path):
+    deep = np.full((4, 5, 3), 40000, np.uint16)
+    assert write_picture(tmp_path / "deep.jpg", deep) == ["written at 8 bits (JPEG holds 8)"]
+    assert Image.open(tmp_path / "deep.jpg").mode == "RGB"
+    assert write_picture(tmp_path / "deep.png", deep) == []
+
+
+# ----------------------------------------------------------------------------------- what is already there
+
+
+def test_existing_outputs_are_kept_and_counted_unless_overwrite(gen_file, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(scene(12, 16, seed=len(name))).save(tmp_path / "in" / name)
+    common = [f"run={gen_file}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", "device=cpu", "progress_bar=false"]
+    apply_main(common)
+    assert "wrote 3 images" in capsys.readouterr().out
+    mine = np.zeros((3, 3, 3), np.uint8)
+    Image.fromarray(mine).save(tmp_path / "out" / "a.png")  # a file of the user's where an output would go
+    (tmp_path / "out" / "b.png").unlink()  # as if the job had stopped before b
+
+    apply_main(common)
+    out = capsys.readouterr().out
+    assert "kept 2 existing outputs (overwrite=true replaces them)" in out and "wrote 1 image (2 existing kept)" in out
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), mine)
+    assert (tmp_path / "out" / "b.png").is_file()
+
+    apply_main([*common, "overwrite=true"])
+    assert "wrote 3 images to" in capsys.readouterr().out
+    assert Image.open(tmp_path / "out" / "a.png").size == (16, 12)
+
+
+def test_a_glob_says_which_folder_its_outputs_are_relative_to(gen_file, tmp_path, capsys):
+    (tmp_path / "shots" / "day1").mkdir(parents=True)
+    Image.fromarray(scene(8, 8)).save(tmp_path / "shots" / "day1" / "a.png")
+    apply_main([f"run={gen_file}", f"input={tmp_path}/shots/**/*.png", f"output={tmp_path / 'out'}", "device=cpu", "progress_bar=false"])
+    out = capsys.readouterr().out
+    assert f"matches 1 image; each is written under its path relative to {tmp_path / 'shots' / 'day1'}" in out
+    assert (tmp_path / "out" / "a.png").is_file() and "wrote 1 image to" in out
+
+
+# ---------------------------------------------------------------------------------- Pillow's pixel guard
+
+
+def test_max_image_pixels_replaces_pillows_guard(gen_file, tmp_path, capsys, monkeypatch):
+    assert PILLOW_MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # the default: where Pillow refuses
+    (tmp_path / "in").mkdir()
+    Image.fromarray(scene(16, 16)).save(tmp_path / "in" / "big.png")
+    Image.fromarray(scene(8, 8)).save(tmp_path / "in" / "small.png")
+    with pytest.raises(BadImageError) as caught:
+        translate.load(gen_file, device="cpu", max_image_pixels=100)(tmp_path / "in" / "big.png")
+    assert "big.png: 16 x 16 is 256 pixels, more than max_image_pixels=100" in str(caught.value)
+    capsys.readouterr()  # what logging outside a command printed (an earlier command's handler may be stale)
+    common = [
+        f"run={gen_file}",
+        f"input={tmp_path / 'in'}",
+        f"output={tmp_path / 'out'}",
+        "device=cpu",
+        "max_image_pixels=100",
+        "progress_bar=false",
+    ]
+    with pytest.raises(SystemExit):
+        apply_main(common)
+    err = capsys.readouterr().err
+    assert "max_image_pixels=100" in err and len(err.strip().splitlines()) == 1, err
+    apply_main([*common, "skip_bad=true"])
+    assert "wrote 1 image (1 unreadable left out)" in capsys.readouterr().out
+
+    # Pillow set to refuse above 80 pixels: the default lifts its guard for translate's own, null lifts it
+    # altogether, and Pillow's setting is back afterwards.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "in" / "big.png")
+    assert translate.load(gen_file, device="cpu")(tmp_path / "in" / "big.png").size == (16, 16)
+    assert translate.load(gen_file, device="cpu", max_image_pixels=None)(tmp_path / "in" / "big.png").size == (16, 16)
+    assert Image.MAX_IMAGE_PIXELS == 40
+    with pytest.raises(BadImageError, match="max_image_pixels"):
+        translate.load(gen_file, device="cpu", max_image_pixels=60)(tmp_path / "in" / "big.png")
+
+
+# ------------------------------------------------------------------------------------------------- the cGAN
+
+
+def test_a_cgan_run_writes_samples_of_each_label(cgan_run, tmp_path, capsys):
+    apply_main([f"run={cgan_run}", "labels=[3,7]", "n=2", "seed=5", f"output={tmp_path / 'digits'}", "device=cpu", "progress_bar=false"])
+    assert "wrote 4 samples" in capsys.readouterr().out
+    g = translate.load(cgan_run, device="cpu")
+    for i, label in enumerate((3, 7)):
+        drawn = g.sample([label], n=2, seed=5 + i)
+        for k in range(2):
+            got = np.asarray(Image.open(tmp_path / "digits" / str(label) / f"{k}.png"))
+            want = ((drawn[k, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+            assert got.shape == (helpers.IMAGE_SIZE, helpers.IMAGE_SIZE) and np.array_equal(got, want)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "digits").rglob("*.png")) == [
+        "digits/3/0.png",
+        "digits/3/1.png",
+        "digits/7/0.png",
+        "digits/7/1.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["input=IN"], "is a cGAN: it draws digits"),
+        (["labels=[3,10]"], "labels=[3, 10]: 10 is not a class of this cGAN; use 0..9"),
+    ],
+)
+def test_a_cgan_run_given_images_or_unknown_classes_stops_in_one_line(cgan_run, tmp_path, capsys, args, needle):
+    Image.fromarray(scene(8, 8)).save(tmp_path / "a.png")
+    args = [a.replace("IN", str(tmp_path / "a.png")) for a in args]
+    with pytest.raises(SystemExit):  # the progress bar is on: nothing but the error reaches stderr
+        apply_main([f"run={cgan_run}", *args, f"output={tmp_path / 'out'}", "device=cpu"])
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_for_a_generator_of_images_stops_in_one_line(gen_file, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        apply_main([f"run={gen_file}", "labels=[1]", f"output={tmp_path / 'out'}", "device=cpu"])
+    err = capsys.readouterr().err
+    assert "labels= draws samples of a cGAN" in err and len(err.strip().splitlines()) == 1, err
 
 
 # ------------------------------------------------------------------------------------------------- video
@@ -339,6 +550,10 @@ def test_a_folder_of_frames_becomes_a_video(gen_file, tmp_path, capsys):
     assert "wrote 4 frames" in capsys.readouterr().out
     out, rate, size = read_clip(tmp_path / "movie.mkv")
     assert len(out) == 4 and rate == Fraction(8) and size == (22, 16)
+    # the video is there: kept, unless overwrite=true
+    apply_main([f"run={gen_file}", f"input={tmp_path}/frame_*.png", f"output={tmp_path / 'movie.mkv'}", "fps=4", "device=cpu"])
+    assert "wrote 0 frames (1 existing kept)" in capsys.readouterr().out
+    assert read_clip(tmp_path / "movie.mkv")[1] == Fraction(8)
 
 
 # ------------------------------------------------------------------------------------- baked preprocessing

@@ -14,7 +14,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional, Type, TypeVar, cast
+from typing import Any, List, Optional, Type, TypeVar, cast
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -289,6 +289,11 @@ class ExportConfig:
         at_least(self.size, 1, "size", optional=True)
 
 
+#: The most pixels an image file may hold before Pillow refuses it as a possible decompression bomb (twice
+#: ``PIL.Image.MAX_IMAGE_PIXELS``, below which it only warns): the default of ``max_image_pixels``.
+PILLOW_MAX_IMAGE_PIXELS = 178_956_970
+
+
 @dataclass
 class ApplyConfig:
     """translate-apply's config (conf/apply.yaml): which generator, on which images or video, into where."""
@@ -313,6 +318,15 @@ class ApplyConfig:
     fps: float = 30.0
     # true: an image that cannot be read is logged and left out; false: it stops the command.
     skip_bad: bool = False
+    # false: outputs that already exist are kept (and counted), so a stopped job resumes; true: replaced.
+    overwrite: bool = False
+    # An image file of more pixels is refused (Pillow's guard against decompression bombs); null or 0: no limit.
+    max_image_pixels: Optional[int] = PILLOW_MAX_IMAGE_PIXELS
+    # A cGAN run: the classes to draw (instead of input=), n samples of each, written as <output>/<class>/<k>.png;
+    # seed fixes the noise.
+    labels: Optional[List[int]] = None
+    n: int = 1
+    seed: Optional[int] = None
     progress_bar: bool = True
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
@@ -322,8 +336,15 @@ class ApplyConfig:
             ("input", "photos/"),
             ("output", "translated/"),
         ):
-            if not getattr(self, key):
+            if not getattr(self, key) and not (key == "input" and self.labels is not None):
                 raise ConfigError(f"{key} is not set; add {key}=<...>, e.g. {key}={example}")
+        if self.labels is not None and self.input:
+            raise ConfigError(
+                f"labels={self.labels} draws samples of a cGAN and input={self.input} gives images to translate; set one of them"
+            )
+        require(self.labels is None or len(self.labels) > 0, "labels", self.labels, "names no class; give some, e.g. labels=[3,7]")
+        require(self.labels is None or min(self.labels) >= 0, "labels", self.labels, "must be classes 0, 1, ...")
+        at_least(self.n, 1, "n", "samples drawn of each label")
         require(self.direction in ("AtoB", "BtoA"), "direction", self.direction, "is not known; use AtoB or BtoA")
         at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
         at_least(self.overlap, 0, "overlap")
@@ -331,6 +352,7 @@ class ApplyConfig:
             raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
         at_least(self.batch_size, 1, "batch_size", optional=True)
         require(self.fps > 0, "fps", self.fps, "must be > 0, e.g. 30")
+        at_least(self.max_image_pixels, 0, "max_image_pixels", "null or 0: no limit", optional=True)
 
 
 def require(ok: bool, key: str, value: Any, rule: str) -> None:

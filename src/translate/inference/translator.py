@@ -11,6 +11,7 @@ and cropped back, never resized. See :mod:`translate.inference.tiles` for tiling
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from translate.config import Weights
+from translate.config import PILLOW_MAX_IMAGE_PIXELS, Weights
 from translate.data.configs import Direction
 from translate.devices import resolve_device
 from translate.errors import CheckpointError, ConfigError, InputError
@@ -30,7 +31,7 @@ from translate.hub.catalog import MODELS as PRETRAINED
 from translate.hub.download import default_data_dir, model_path
 from translate.hub.reference import generator_from_weights
 from translate.inference.images import as_channels, check_pixels, read_picture, to_pixels
-from translate.inference.tiles import TilePlan, TileRunner, plan_tiles
+from translate.inference.tiles import TilePlan, TileRunner, border_index, plan_tiles
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
@@ -120,7 +121,10 @@ def find_generator(
         network = model.generators[0 if direction == Direction.AtoB else 1]
     if network not in model.generators:
         raise ConfigError(f"network={network} is not a generator of this {ckpt.model} run; choose one of: {', '.join(model.generators)}")
-    description = f"{found.path} ({ckpt.model} {network}, {weights} weights, step {ckpt.step})"
+    # ema asked of a run that kept no moving average gives the raw weights (Checkpoint.weights): say which
+    used = weights if weights == Weights.raw or network in (ckpt.ema or {}) else Weights.raw
+    kept = "" if used == weights else ", the run kept no moving average"
+    description = f"{found.path} ({ckpt.model} {network}, {used} weights{kept}, step {ckpt.step})"
     return found, FoundGenerator(model.networks[network], network, description, model.info.image_size)
 
 
@@ -132,13 +136,23 @@ class Translator:
     array for 16-bit files); a list is translated in batches, as is a tensor ``[N, C, H, W]``. ``tile`` and
     ``overlap`` (pixels) translate each image in tiles, in bounded memory, with the whole image's
     normalisation statistics. The cGAN's generator makes digits instead: :meth:`sample`.
+    ``max_image_pixels``: an image file of more pixels is refused (Pillow's guard against decompression
+    bombs, by default); None or 0: no limit, for large files you trust.
     """
 
-    def __init__(self, net: nn.Module, description: str, device: torch.device, batch_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        description: str,
+        device: torch.device,
+        batch_size: Optional[int] = None,
+        max_image_pixels: Optional[int] = PILLOW_MAX_IMAGE_PIXELS,
+    ) -> None:
         self.net = net.eval().requires_grad_(False).to(device)
         self.description = description
         self.device = device
         self.batch_size = batch_size or default_batch_size(device)
+        self.max_image_pixels = max_image_pixels
         self.conditional = isinstance(net, ConditionalGenerator)
         convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
         #: Channels of the images the generator takes and makes.
@@ -186,7 +200,9 @@ class Translator:
         """``(pixels [H, W, C] with the generator's channels, their maximum, a function giving the output its
         input's kind)``; for a tensor, ``pixels`` are its float values (maximum 0)."""
         if isinstance(image, (str, Path)):
-            picture = read_picture(image)
+            picture = read_picture(image, self.max_image_pixels)
+            if picture.notes:
+                log.warning("%s: %s", image, "; ".join(picture.notes))
             wide = picture.max_value == 65535 and self.out_channels == 3
             return as_channels(picture.pixels, self.in_channels), picture.max_value, _as_array if wide else _as_pil
         if isinstance(image, Image.Image):
@@ -201,7 +217,7 @@ class Translator:
             flat = image.ndim == 2
             return as_channels(pixels, self.in_channels), 65535 if pixels.dtype == np.uint16 else 255, _as_flat_array if flat else _as_array
         if isinstance(image, torch.Tensor):
-            if image.dim() != 3 or image.shape[0] != self.in_channels or not image.is_floating_point():
+            if image.dim() != 3 or image.shape[0] != self.in_channels or not image.is_floating_point() or 0 in image.shape:
                 raise InputError(
                     f"{where}: a {image.dtype} tensor of shape {tuple(image.shape)}; this generator takes float [{self.in_channels}, H, W] "
                     f"(or [N, {self.in_channels}, H, W]) in [-1, 1]"
@@ -222,7 +238,29 @@ class Translator:
 
     def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: int = 64) -> TilePlan:
         """The tiles an image of ``height`` x ``width`` is cut into (one when ``tile`` is None or covers it)."""
-        return plan_tiles(height, width, self.multiple, tile, overlap)
+        return plan_tiles(height, width, self.multiple, tile if tile is None else max(tile, self.min_side), overlap)
+
+    @functools.cached_property
+    def min_side(self) -> int:
+        """The shortest side the generator takes, a multiple of :attr:`multiple`, found by trying it once: a
+        ResNet needs 8 (at 4 its bottleneck is 1 x 1, which instance norm and reflection cannot take)."""
+        side = self.multiple
+        while side < 64 * self.multiple:
+            try:
+                with torch.no_grad():
+                    self.net(torch.zeros(1, self.in_channels, side, side, device=self.device))
+                break
+            except (RuntimeError, ValueError):
+                side *= 2
+        return side
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """``[H, W, C]`` padded at the bottom and right to :attr:`min_side` where a side is shorter, as the tiles
+        pad: reflected, then the pixel the reflection ends on repeated. The caller crops the output back."""
+        h, w = image.shape[:2]
+        if min(h, w) >= self.min_side:
+            return image
+        return image[np.ix_(border_index(h, max(h, self.min_side)), border_index(w, max(w, self.min_side)))]
 
     def translate_pixels(
         self,
@@ -237,10 +275,11 @@ class Translator:
         ``on_tiles(n)`` is called after each batch of ``n`` tiles (see :func:`translate.inference.tiles.tile_passes`)."""
         runner = TileRunner(self.net, self.device, self._to_input(max_value), self.batch_size, on_tiles)
         h, w = images[0].shape[:2]
-        plan = self.plan(h, w, tile, overlap)
+        images = [self._fit(image) for image in images]
+        plan = self.plan(images[0].shape[0], images[0].shape[1], tile, overlap)
         if len(images) == 1 or plan.count > 1:
-            return [runner.translate(image, plan) for image in images]
-        return runner.translate_whole(images, plan)
+            return [runner.translate(image, plan)[:, :h, :w] for image in images]
+        return [out[:, :h, :w] for out in runner.translate_whole(images, plan)]
 
     def translate_to_pixels(
         self,
@@ -253,11 +292,14 @@ class Translator:
         """The translation of one ``[H, W, C_in]`` image of pixels up to ``max_value`` as ``[H, W, C_out]`` pixels
         of the same depth, converted band by band as the tiles finish them: no float copy of the whole image."""
         runner = TileRunner(self.net, self.device, self._to_input(max_value), self.batch_size, on_tiles)
+        h, w = image.shape[:2]
+        image = self._fit(image)
         out: Optional[np.ndarray] = None
         for top, band in runner(image, self.plan(image.shape[0], image.shape[1], tile, overlap)):
-            pixels = to_pixels(band.numpy(), max_value)
+            # bands start inside the image: what _fit adds is shorter than a tile
+            pixels = to_pixels(band[:, : h - top, :w].numpy(), max_value)
             if out is None:
-                out = np.empty((image.shape[0], image.shape[1], pixels.shape[2]), pixels.dtype)
+                out = np.empty((h, w, pixels.shape[2]), pixels.dtype)
             out[top : top + pixels.shape[0]] = pixels
         assert out is not None
         return out
@@ -316,17 +358,20 @@ def load(
     device: Union[str, torch.device, None] = "auto",
     network: Optional[str] = None,
     batch_size: Optional[int] = None,
+    max_image_pixels: Optional[int] = PILLOW_MAX_IMAGE_PIXELS,
 ) -> Translator:
     """A trained generator, ready to apply: ``source`` is a run directory, a checkpoint file, a reference-format
     generator file, or the name of a published generator fetched by ``translate-data download-model``.
 
     ``weights``: ``ema`` (the generators' moving average when the run kept one) or ``raw``; ``direction``:
     ``AtoB`` (G_A of a CycleGAN) or ``BtoA`` (G_B); ``network`` names a generator instead; ``device``: auto,
-    cpu, cuda, ...; ``batch_size``: images (or tiles) per forward pass (None: :func:`default_batch_size`).
+    cpu, cuda, ...; ``batch_size``: images (or tiles) per forward pass (None: :func:`default_batch_size`);
+    ``max_image_pixels``: image files of more pixels are refused, Pillow's guard against decompression bombs
+    (None or 0: no limit, for large files you trust).
     """
     try:
         weights, direction = Weights(str(weights)), Direction(str(direction))
     except ValueError as err:
         raise ConfigError(f"{err}; weights is ema or raw, direction AtoB or BtoA") from None
     _, found = find_generator(source, weights, direction, network)
-    return Translator(found.net, found.description, resolve_device(device), batch_size)
+    return Translator(found.net, found.description, resolve_device(device), batch_size, max_image_pixels)
