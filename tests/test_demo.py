@@ -133,6 +133,14 @@ def test_settings_are_checked_before_anything_loads(tmp_path, capsys):
         validate_demo(compose_config("demo", "run=x", "port=0"))
 
 
+def test_without_gradio_the_command_says_how_to_get_it(cyclegan_run, monkeypatch, capsys):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "gradio" else find_spec(name, *args))
+    with pytest.raises(SystemExit):
+        demo_main([f"run={cyclegan_run}"])
+    assert capsys.readouterr().err.strip() == 'translate-demo: error: translate-demo needs Gradio: pip install "translate[demo]"'
+
+
 # ------------------------------------------------------------------------------------------ in a browser
 
 
