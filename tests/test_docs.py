@@ -1,6 +1,7 @@
 """The commands and links of README.md and docs/*.md work as written.
 
-Every ``translate-train``, ``translate-test``, ``translate-export`` and ``translate-apply`` command in a fenced code block is
+Every ``translate-train``, ``translate-test``, ``translate-export``, ``translate-apply``, ``translate-bundle`` and
+``translate-demo`` command in a fenced code block is
 composed against the configs in this process, as the command composes it before it runs. A command that the
 docs show failing (the line right after it is ``translate-<x>: error: <message>``) must fail with that very
 message. Every relative link must point to a file that exists (and to a heading of it, for ``#anchors``).
@@ -19,11 +20,20 @@ import pytest
 
 from helpers import compose_config
 from translate.cli.app import runs_nothing
+from translate.cli.bundle import validate_bundle
 from translate.cli.compose import check_command_line, overrides_of
+from translate.cli.demo import validate_demo
 from translate.errors import TranslateError
 from translate.settings.validate import validate_apply, validate_export, validate_test, validate_train
 
-PROGRAMS = {"translate-train": "train", "translate-test": "test", "translate-export": "export", "translate-apply": "apply"}
+PROGRAMS = {
+    "translate-train": "train",
+    "translate-test": "test",
+    "translate-export": "export",
+    "translate-apply": "apply",
+    "translate-bundle": "bundle",
+    "translate-demo": "demo",
+}
 
 
 def check_command(program: str, args: List[str]) -> None:
@@ -38,7 +48,14 @@ def check_command(program: str, args: List[str]) -> None:
     VALIDATE[config_name](compose_config(config_name, *overrides_of(args)))
 
 
-VALIDATE = {"train": validate_train, "test": validate_test, "export": validate_export, "apply": validate_apply}
+VALIDATE = {
+    "train": validate_train,
+    "test": validate_test,
+    "export": validate_export,
+    "apply": validate_apply,
+    "bundle": validate_bundle,
+    "demo": validate_demo,
+}
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +67,9 @@ PLACEHOLDER_PATH = str(Path(tempfile.gettempdir()) / "translate-docs-placeholder
 PLACEHOLDER_WORD = "placeholder"
 
 #: The output line of a command that fails, right after it in the same block.
-ERROR_LINE = re.compile(r"^(translate-(?:train|test|export|apply)): error: (.*)$")
+ERROR_LINE = re.compile(r"^(translate-(?:train|test|export|apply|bundle|demo)): error: (.*)$")
 #: A line that may hold a command (log lines and prose are left alone).
-MENTION = re.compile(r"(?:^|[\s/\"'])translate-(?:train|test|export|apply)(?=[\s\"']|$)")
+MENTION = re.compile(r"(?:^|[\s/\"'])translate-(?:train|test|export|apply|bundle|demo)(?=[\s\"']|$)")
 #: Shell syntax that ends a command's arguments.
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "&>"}
 

@@ -355,6 +355,54 @@ class ApplyConfig:
         at_least(self.max_image_pixels, 0, "max_image_pixels", "null or 0: no limit", optional=True)
 
 
+@dataclass
+class BundleConfig:
+    """translate-bundle's config (conf/bundle.yaml): which run to hand over, and where to write it."""
+
+    # A run directory (its checkpoints/latest.pt) or one of its checkpoint files.
+    run: Optional[str] = None
+    # A new folder, or a file ending in .zip; null: <run>/bundle_<checkpoint stem>/.
+    output: Optional[str] = None
+    # ema: the generators' moving average when the run kept one; raw: the raw weights.
+    weights: Weights = Weights.ema
+
+    def check(self) -> None:
+        if not self.run:
+            raise ConfigError("run is not set; add run=<run directory or checkpoint>, e.g. run=outputs/cyclegan/horse2zebra/<timestamp>")
+
+
+@dataclass
+class DemoConfig:
+    """translate-demo's config (conf/demo.yaml): which generator, and where the page listens."""
+
+    # A run directory, a checkpoint file, a bundle, a reference generator file, or a pretrained name (horse2zebra).
+    run: Optional[str] = None
+    # The address the page listens on: 127.0.0.1 (this machine only); 0.0.0.0 opens it to the network.
+    host: str = "127.0.0.1"
+    # Its port; null: the first free one from 7860.
+    port: Optional[int] = 7860
+    weights: Weights = Weights.ema
+    # Images larger than tile pixels a side are translated in overlapping tiles, in bounded memory; null: whole.
+    tile: Optional[int] = 1024
+    overlap: int = 64
+    # Images or tiles per forward pass; null: 1 on the CPU, 4 on a GPU.
+    batch_size: Optional[int] = None
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def check(self) -> None:
+        if not self.run:
+            raise ConfigError("run is not set; add run=<run directory, checkpoint, bundle or pretrained name>, e.g. run=horse2zebra")
+        require(bool(self.host.strip()), "host", repr(self.host), "is empty; use 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
+        require(
+            self.port is None or 1 <= self.port <= 65535, "port", self.port, "must be within 1..65535 (or null: the first free from 7860)"
+        )
+        at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
+        at_least(self.overlap, 0, "overlap")
+        if self.tile is not None and self.overlap >= self.tile:
+            raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
+        at_least(self.batch_size, 1, "batch_size", optional=True)
+
+
 def require(ok: bool, key: str, value: Any, rule: str) -> None:
     """Raise ConfigError ``<key>=<value> <rule>`` unless ``ok``: the one form of every range check."""
     if not ok:

@@ -10,7 +10,17 @@ from typing import NoReturn, Sequence
 
 from hydra.core.config_store import ConfigStore
 
-from translate.config import ApplyConfig, DeviceConfig, ExportConfig, LoggerConfig, PathsConfig, TestConfig, TrainerConfig
+from translate.config import (
+    ApplyConfig,
+    BundleConfig,
+    DemoConfig,
+    DeviceConfig,
+    ExportConfig,
+    LoggerConfig,
+    PathsConfig,
+    TestConfig,
+    TrainerConfig,
+)
 from translate.data.configs import ImageDataConfig, MNISTDataConfig
 from translate.errors import TranslateError
 from translate.models import MODELS
@@ -43,6 +53,8 @@ def register_schemas() -> None:
         ("test_schema", TestConfig),
         ("export_schema", ExportConfig),
         ("apply_schema", ApplyConfig),
+        ("bundle_schema", BundleConfig),
+        ("demo_schema", DemoConfig),
         ("schema_trainer", TrainerConfig),
         ("schema_device", DeviceConfig),
         ("schema_logger", LoggerConfig),

@@ -30,6 +30,7 @@ from translate.files import read_weights
 from translate.hub.catalog import MODELS as PRETRAINED
 from translate.hub.download import default_data_dir, model_path
 from translate.hub.reference import generator_from_weights
+from translate.inference.bundle import bundle_model, is_bundle, read_bundle
 from translate.inference.images import as_channels, check_pixels, read_picture, to_pixels
 from translate.inference.tiles import TilePlan, TileRunner, border_index, plan_tiles
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
@@ -68,6 +69,8 @@ def find_source(source: PathLike) -> Source:
     file, a folder holding ``latest_net_G.pth``, or the name of a published generator that
     ``translate-data download-model`` has fetched. One line naming ``source`` when it is none of these."""
     path = Path(source).expanduser()
+    if is_bundle(path):  # a folder or zip of JSON and safetensors (translate-bundle), read without pickle
+        return Source(path, read_bundle(path))
     if not path.exists() and str(source) in PRETRAINED:
         path = model_path(pretrained_dir(), str(source))
         if not path.is_file():
@@ -110,7 +113,7 @@ def find_generator(
         net, _, layout = generator_from_weights(found.raw, found.path, warn=False)
         return found, FoundGenerator(net, None, f"{found.path} ({layout.describe()})", None)
     ckpt = Checkpoint.from_state(found.raw, found.path)
-    model = trained_model(ckpt, weights, found.path)
+    model = bundle_model(found.raw, weights, found.path) if is_bundle(found.path) else trained_model(ckpt, weights, found.path)
     if not model.generators:
         raise ConfigError(
             f"{found.path} holds a {ckpt.model} model, which has no generator; give a run of a model with one (cgan, pix2pix, cyclegan, cut)"
