@@ -2,7 +2,7 @@
 trained generator, writing each at its input's exact size.
 
     translate-apply run=<run | checkpoint | pretrained name> input=<file | folder | glob | video> output=<folder | video>
-                    [tile=512 overlap=64] [batch_size=<n>] [direction=BtoA] [weights=raw] [device=cpu]
+                    [tile=512 [overlap=<px>]] [batch_size=<n>] [direction=BtoA] [weights=raw] [device=cpu]
 
 Images keep their names (and sub-folders of a folder input), format, orientation (written upright), EXIF,
 colour profile, grayscale and 16 bits. They are read one ahead in a background thread and translated as they
