@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -228,7 +228,29 @@ def part_overlap(args: argparse.Namespace) -> Dict[str, Any]:
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    print(overlap_table(rows), flush=True)
     return {"ngf": args.ngf, "train_steps": args.train_steps, "image": "grace_hopper.jpg resized", "rows": rows}
+
+
+def overlap_table(rows: List[Dict[str, Any]]) -> str:
+    """The overlap part's rows as a Markdown table: one line per (generator, image, tile, overlap), the PSNR
+    with random and with trained weights side by side."""
+    lines = [
+        "| generator (reach, default overlap) | image | tile (used) | overlap (in effect) | tiles | PSNR, random weights | PSNR, trained |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = list(dict.fromkeys((r["generator"], r["image"], r["tile"], r["overlap"]) for r in rows))
+    for key in keys:
+        by = {r["weights"]: r for r in rows if (r["generator"], r["image"], r["tile"], r["overlap"]) == key}
+        r = next(iter(by.values()))
+        tile = f"{r['tile']} ({r['tile_used']})" if r["tile_used"] != r["tile"] else str(r["tile"])
+        overlap = "default" if r["overlap"] is None else str(r["overlap"])
+        db = {w: f"{by[w]['psnr_db']:.1f} dB" if w in by else "" for w in ("random", "trained")}
+        lines.append(
+            f"| {r['generator']} ({r['reach']}, {r['default_overlap']}) | {r['image']} | {tile} | {overlap} ({r['overlap_effective']}) "
+            f"| {r['tiles']} | {db['random']} | {db['trained']} |"
+        )
+    return "\n".join(lines)
 
 
 def part_memory(args: argparse.Namespace) -> Dict[str, Any]:

@@ -302,7 +302,7 @@ class ApplyConfig:
     # A generator by name instead (G, G_A, G_B).
     network: Optional[str] = None
     # Tile side in pixels (null: each image whole) and the overlap of neighbouring tiles (null: the generator's
-    # receptive field, the tile grown to twice that if smaller; less is honoured with a warning of its cost).
+    # receptive field, the tile grown to 2 x overlap + its multiple if smaller; less is honoured with a warning).
     tile: Optional[int] = None
     overlap: Optional[int] = None
     # Images, tiles or frames per forward pass; null: 1 on the CPU (batching does not pay there), 4 on a GPU.
