@@ -309,9 +309,10 @@ class ApplyConfig:
     direction: str = "AtoB"
     # A generator by name instead (G, G_A, G_B).
     network: Optional[str] = None
-    # Tile side in pixels (null: each image whole) and the overlap of neighbouring tiles.
+    # Tile side in pixels (null: each image whole) and the overlap of neighbouring tiles (null: the generator's
+    # receptive field, the tile grown to 2 x overlap + its multiple if smaller; less is honoured with a warning).
     tile: Optional[int] = None
-    overlap: int = 64
+    overlap: Optional[int] = None
     # Images, tiles or frames per forward pass; null: 1 on the CPU (batching does not pay there), 4 on a GPU.
     batch_size: Optional[int] = None
     # Frames per second of a video made from a folder of frames (a video keeps its own).
@@ -347,8 +348,8 @@ class ApplyConfig:
         at_least(self.n, 1, "n", "samples drawn of each label")
         require(self.direction in ("AtoB", "BtoA"), "direction", self.direction, "is not known; use AtoB or BtoA")
         at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
-        at_least(self.overlap, 0, "overlap")
-        if self.tile is not None and self.overlap >= self.tile:
+        at_least(self.overlap, 0, "overlap", "null takes the generator's receptive field", optional=True)
+        if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
             raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
         at_least(self.batch_size, 1, "batch_size", optional=True)
         require(self.fps > 0, "fps", self.fps, "must be > 0, e.g. 30")

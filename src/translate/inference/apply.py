@@ -2,7 +2,7 @@
 trained generator, writing each at its input's exact size.
 
     translate-apply run=<run | checkpoint | pretrained name> input=<file | folder | glob | video> output=<folder | video>
-                    [tile=512 overlap=64] [batch_size=<n>] [direction=BtoA] [weights=raw] [device=cpu] [overwrite=true]
+                    [tile=512 [overlap=<px>]] [batch_size=<n>] [direction=BtoA] [weights=raw] [device=cpu] [overwrite=true]
     translate-apply run=<cGAN run> labels=[3,7] n=8 output=<folder>          # <folder>/<class>/<k>.png
 
 Images keep their names (and sub-folders of a folder input), format, orientation (written upright), EXIF,

@@ -2,7 +2,7 @@
 
     g = translate.load("outputs/cyclegan/horse2zebra/<time>")     # a run, a checkpoint file or a pretrained name
     zebra = g(Image.open("horse.jpg"))                             # PIL in, PIL out, at the photo's own size
-    big = g("pano.tif", tile=512, overlap=64)                      # any size, in bounded memory
+    big = g("pano.tif", tile=512)                                  # any size, in bounded memory
 
 The run's own preprocessing is applied (its channels, gray to RGB or RGB to luma as its datasets read
 files, pixels scaled to [-1, 1]) and undone on the way out; images are padded to the generator's multiple
@@ -15,7 +15,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from translate.hub.download import default_data_dir, model_path
 from translate.hub.reference import generator_from_weights
 from translate.inference.bundle import bundle_model, is_bundle, read_bundle
 from translate.inference.images import as_channels, check_pixels, read_picture, to_pixels
-from translate.inference.tiles import TilePlan, TileRunner, border_index, plan_tiles
+from translate.inference.tiles import TilePlan, TileRunner, agreement, border_index, default_overlap, generator_reach, plan_tiles, smallest_tile
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
@@ -138,7 +138,8 @@ class Translator:
     ``[C, H, W]`` in [-1, 1], or a path, and returns the same kind (a path gives a PIL image, or a uint16
     array for 16-bit files); a list is translated in batches, as is a tensor ``[N, C, H, W]``. ``tile`` and
     ``overlap`` (pixels) translate each image in tiles, in bounded memory, with the whole image's
-    normalisation statistics. The cGAN's generator makes digits instead: :meth:`sample`.
+    normalisation statistics; ``overlap`` defaults to the generator's receptive field (:meth:`plan`). The
+    cGAN's generator makes digits instead: :meth:`sample`.
     ``max_image_pixels``: an image file of more pixels is refused (Pillow's guard against decompression
     bombs, by default); None or 0: no limit, for large files you trust.
     """
@@ -162,13 +163,22 @@ class Translator:
         self.in_channels = convs[0].in_channels
         self.out_channels = convs[-1].out_channels
         self.multiple = 1 if self.conditional else generator_input_multiple(net)
+        #: Input pixels an output pixel sees on each side (None: a layer :func:`generator_reach` does not
+        #: know), and the overlap tiles get unless told: twice that (64 when unknown).
+        self.reach: Optional[int] = None
+        try:
+            self.reach = None if self.conditional else generator_reach(net)
+        except TypeError as err:
+            log.info("tiles: %s; the default overlap is 64 px", err)
+        self.default_overlap = 64 if self.reach is None else default_overlap(self.reach, self.multiple)
+        self._warned: Set[str] = set()
 
     def __repr__(self) -> str:
         return f"Translator({self.description}, {self.in_channels}->{self.out_channels} channels, on {self.device})"
 
     # ------------------------------------------------------------------------------------------- images
 
-    def __call__(self, image: Any, tile: Optional[int] = None, overlap: int = 64) -> Any:
+    def __call__(self, image: Any, tile: Optional[int] = None, overlap: Optional[int] = None) -> Any:
         if self.conditional:
             raise InputError("this is a cGAN generator: it draws digits from class labels; call g.sample(labels, n=...)")
         if isinstance(image, list):
@@ -177,7 +187,7 @@ class Translator:
             return torch.stack(list(self._many(list(image), tile, overlap)))
         return next(self._many([image], tile, overlap))
 
-    def _many(self, images: Sequence[Any], tile: Optional[int], overlap: int) -> Iterator[Any]:
+    def _many(self, images: Sequence[Any], tile: Optional[int], overlap: Optional[int]) -> Iterator[Any]:
         prepared = [self._prepare(image, f"image {i}" if len(images) > 1 else "image") for i, image in enumerate(images)]
         for group in self._groups(prepared, tile):
             outputs = self.translate_pixels([p[0] for p in group], group[0][1], tile, overlap)
@@ -239,9 +249,36 @@ class Translator:
 
         return to_input
 
-    def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: int = 64) -> TilePlan:
-        """The tiles an image of ``height`` x ``width`` is cut into (one when ``tile`` is None or covers it)."""
-        return plan_tiles(height, width, self.multiple, tile if tile is None else max(tile, self.min_side), overlap)
+    def plan(self, height: int, width: int, tile: Optional[int] = None, overlap: Optional[int] = None) -> TilePlan:
+        """The tiles an image of ``height`` x ``width`` is cut into (one when ``tile`` is None or covers it).
+        ``overlap`` None: :attr:`default_overlap`, the tile grown to :func:`smallest_tile` of it if smaller. Tiles
+        overlapping by less than the default, and a grown tile, are logged once per Translator."""
+        if tile is not None and overlap is None:
+            overlap = self.default_overlap
+            needed = smallest_tile(overlap, self.multiple)
+            if tile < needed:
+                if max(height, width) > tile:
+                    self._warn_once(
+                        f"tile={tile} is grown to {needed} to hold this generator's default overlap of {overlap} px on both sides; "
+                        f"give overlap= to keep tile={tile}, at a cost in agreement (docs/apply.md#large-images-tiles-without-seams)"
+                    )
+                tile = needed
+        if tile is not None:
+            tile = max(tile, self.min_side)
+        plan = plan_tiles(height, width, self.multiple, tile, overlap or 0, self.reach or 0)
+        if plan.overlap is not None and self.reach is not None and plan.overlap < self.default_overlap:
+            self._warn_once(
+                f"overlap={overlap} ({plan.overlap} px in effect) is below this generator's receptive field: its default overlap is "
+                f"{self.default_overlap} px ({self.reach} px on each side of a pixel); {agreement(plan.overlap, self.default_overlap)} "
+                "(leave overlap out for it); docs/apply.md#large-images-tiles-without-seams",
+                key=f"overlap {tile} {overlap}",
+            )
+        return plan
+
+    def _warn_once(self, message: str, key: Optional[str] = None) -> None:
+        if (key or message) not in self._warned:
+            self._warned.add(key or message)
+            log.warning("%s", message)
 
     @functools.cached_property
     def min_side(self) -> int:
@@ -270,7 +307,7 @@ class Translator:
         images: Sequence[np.ndarray],
         max_value: int,
         tile: Optional[int] = None,
-        overlap: int = 64,
+        overlap: Optional[int] = None,
         on_tiles: Optional[Callable[[int], None]] = None,
     ) -> List[torch.Tensor]:
         """The translation, float32 ``[C_out, H, W]`` in [-1, 1] on the CPU, of each ``[H, W, C_in]`` array in
@@ -289,7 +326,7 @@ class Translator:
         image: np.ndarray,
         max_value: int,
         tile: Optional[int] = None,
-        overlap: int = 64,
+        overlap: Optional[int] = None,
         on_tiles: Optional[Callable[[int], None]] = None,
     ) -> np.ndarray:
         """The translation of one ``[H, W, C_in]`` image of pixels up to ``max_value`` as ``[H, W, C_out]`` pixels
