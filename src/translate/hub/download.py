@@ -42,7 +42,7 @@ from typing import IO, Callable, Dict, Generator, Iterator, Optional, Tuple, Uni
 
 from tqdm import tqdm
 
-from translate import __version__
+from translate.version import __version__
 from translate.data.configs import DataConfig, ImageDataConfig, MNISTDataConfig
 from translate.data.mnist import ensure_mnist
 from translate.errors import DatasetMissingError, DownloadError

@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from translate import __version__
+from translate.version import __version__
 from translate.config import Weights
 from translate.errors import CheckpointError, ConfigError
 from translate.files import atomic_write, read_weights, resolve_checkpoint
