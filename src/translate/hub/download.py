@@ -42,12 +42,12 @@ from typing import IO, Callable, Dict, Generator, Iterator, Optional, Tuple, Uni
 
 from tqdm import tqdm
 
-from translate.version import __version__
 from translate.data.configs import DataConfig, ImageDataConfig, MNISTDataConfig
 from translate.data.mnist import ensure_mnist
 from translate.errors import DatasetMissingError, DownloadError
 from translate.files import folders_removed_on_failure
 from translate.hub.catalog import DATASETS, DEFAULT_BASE_URL, DatasetEntry, Entry, ModelEntry, find_dataset, find_model, format_size
+from translate.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -28,13 +28,13 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from translate.version import __version__
 from translate.config import Weights
 from translate.errors import CheckpointError, ConfigError
 from translate.files import atomic_write, read_weights, resolve_checkpoint
 from translate.models.base import GANModel, build_model
 from translate.models.checkpoint import FORMAT, VERSION, Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
+from translate.version import __version__
 
 PathLike = Union[str, Path]
 

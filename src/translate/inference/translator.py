@@ -32,7 +32,16 @@ from translate.hub.download import default_data_dir, model_path
 from translate.hub.reference import generator_from_weights
 from translate.inference.bundle import bundle_model, is_bundle, read_bundle
 from translate.inference.images import as_channels, check_pixels, read_picture, to_pixels
-from translate.inference.tiles import TilePlan, TileRunner, agreement, border_index, default_overlap, generator_reach, plan_tiles, smallest_tile
+from translate.inference.tiles import (
+    TilePlan,
+    TileRunner,
+    agreement,
+    border_index,
+    default_overlap,
+    generator_reach,
+    plan_tiles,
+    smallest_tile,
+)
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.networks.generators import ConditionalGenerator, generator_input_multiple
 
