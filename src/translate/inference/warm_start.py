@@ -65,7 +65,9 @@ def differing_settings(source: Checkpoint, model: GANModel, where: Path) -> List
     except CheckpointError:
         return []
     ours = _sizing_settings(model.cfg, asdict(model.info))
-    return [f"{key}: {_text(theirs.get(key))} in the source, {_text(value)} here" for key, value in ours.items() if theirs.get(key) != value]
+    return [
+        f"{key}: {_text(theirs.get(key))} in the source, {_text(value)} here" for key, value in ours.items() if theirs.get(key) != value
+    ]
 
 
 def _describe(net: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> str:
