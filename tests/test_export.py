@@ -23,10 +23,10 @@ from _models_helpers import train, write_pairs
 from helpers import compose_config
 from test_docs import fenced_blocks
 from translate.cli.export import main
-from translate.cli.exporting import export_generator
+from translate.cli.exporting import DEFAULT_SIZE, example_inputs, export_generator, exported_program, write_pt2
 from translate.cli.testing import load_trained
 from translate.config import ExportConfig, ExportFormat
-from translate.networks.generators import ResnetGenerator
+from translate.networks.generators import ConditionalGenerator, ResnetGenerator
 from translate.networks.init import init_weights
 
 SIZE = 32
@@ -171,6 +171,15 @@ def test_a_reference_generator_file_exports_to_pt2(reference, raw_exports):
     x = torch.rand(3, 3, 20, 24) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(torch.export.load(str(path)).module()(x), reference_net(reference)(x), rtol=0, atol=1e-6)
+
+
+def test_the_cgan_generator_exports_to_pt2_with_a_free_batch(tmp_path):
+    torch.manual_seed(0)
+    net = ConditionalGenerator(z_dim=8, num_classes=10, image_size=16, ngf=8, conditional_bn=True).eval().requires_grad_(False)
+    write_pt2(exported_program(net, example_inputs(net, DEFAULT_SIZE)), tmp_path / "g.pt2")
+    z, labels = torch.randn(5, 8), torch.tensor([0, 3, 3, 7, 9])  # exported with a batch of 1
+    with torch.no_grad():
+        torch.testing.assert_close(torch.export.load(str(tmp_path / "g.pt2")).module()(z, labels), net(z, labels), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------- ONNX
