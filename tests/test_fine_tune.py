@@ -80,14 +80,30 @@ def test_the_published_name_is_looked_up_in_the_data_cache(folders, tmp_path, mo
         built(tmp_path / "tuned", *TINY_CYCLEGAN, f"data.root={folders}", "logger=none", "init_from=horse2zebra")
 
 
-def test_a_source_that_does_not_fit_names_both_architectures(source_run, folders, tmp_path):
+def test_a_run_that_does_not_fit_names_the_settings_that_differ(source_run, folders, tmp_path):
+    wider = ["model.generator.ngf=8", "model.discriminator.ndf=8", "model.generator.init_gain=0.05", "model.lambda_A=5"]
     with pytest.raises(CheckpointError) as caught:
-        built(tmp_path / "wider", *TINY_CYCLEGAN, f"data.root={folders}", "logger=none", "model.generator.ngf=8", f"init_from={source_run}")
-    message = str(caught.value)
-    assert "ngf=4" in message and "ngf=8" in message and "\n" not in message
+        built(tmp_path / "wider", *TINY_CYCLEGAN, f"data.root={folders}", "logger=none", *wider, f"init_from={source_run}")
+    # The sizing settings only: the first weights' gain and the loss weight change no tensor of a network.
+    assert str(caught.value) == (
+        f"init_from={source_run / 'checkpoints' / 'latest.pt'}: its D_A does not fit this run's: "
+        "model.generator.ngf: 4 in the source, 8 here; model.discriminator.ndf: 4 in the source, 8 here; "
+        "give the run the source's settings, or another init_from"
+    )
     write_pairs(tmp_path / "pairs", "train", 2, 32, seed=0)
     with pytest.raises(CheckpointError, match="holds a cyclegan run; this run is model=pix2pix"):
         built(tmp_path / "other", *TINY_PIX2PIX, f"data.root={tmp_path / 'pairs'}", "logger=none", f"init_from={source_run}")
+
+
+def test_a_reference_file_that_does_not_fit_names_both_architectures(folders, tmp_path):
+    """A reference-format file keeps no config: its architecture is read from its tensors."""
+    (tmp_path / "published").mkdir()
+    torch.save(ResnetGenerator(3, 3, ngf=8, n_blocks=1).state_dict(), tmp_path / "published" / "latest_net_G.pth")
+    with pytest.raises(CheckpointError) as caught:
+        built(tmp_path / "tuned", *TINY_CYCLEGAN, f"data.root={folders}", "logger=none", f"init_from={tmp_path / 'published'}")
+    message = str(caught.value)
+    assert "its G_A is resnet with n_blocks=1, ngf=8" in message and "this run's G_A is resnet with n_blocks=1, ngf=4" in message
+    assert "\n" not in message
 
 
 def test_resuming_a_fine_tuned_run_does_not_load_the_source_again(source_run, folders, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import PurePath
 from typing import Any, List, Optional, Type, TypeVar, cast
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -99,8 +100,10 @@ class Weights(Choice):
 
 
 class ExportFormat(Choice):
-    torchscript = "torchscript"
+    # pt2: a torch.export program; onnx: the same through torch's ONNX exporter; torchscript: legacy (torch.jit).
+    pt2 = "pt2"
     onnx = "onnx"
+    torchscript = "torchscript"
 
 
 @dataclass
@@ -272,11 +275,12 @@ class ExportConfig:
 
     run: Optional[str] = None
     checkpoint: Optional[str] = None
+    # pt2 (torch.export), onnx, or torchscript (legacy, while torch still has torch.jit); no default.
     format: ExportFormat = MISSING
     # G (pix2pix, cGAN), G_A or G_B (CycleGAN); null: the run's first generator.
     network: Optional[str] = None
     output: Optional[str] = None
-    # Side of the example image the generator is traced on; null: the run's crop size, else 256.
+    # Side of the example image the generator is exported with; null: the run's crop size, else 256.
     size: Optional[int] = None
     weights: Weights = Weights.ema
     # true: the run's preprocessing baked in: the file takes an 8-bit [H, W, C] image of any size and gives
@@ -287,6 +291,11 @@ class ExportConfig:
         if not self.run and not self.checkpoint:
             raise ConfigError("run: say what to export, e.g. run=outputs/pix2pix/facades/<timestamp> or checkpoint=<file>")
         at_least(self.size, 1, "size", optional=True)
+        if self.format == ExportFormat.pt2 and self.output and PurePath(self.output).suffix != ".pt2":
+            # torch.export.load warns about any other name and may not read it.
+            raise ConfigError(
+                f"output={self.output}: torch.export.load reads files named *.pt2; e.g. output={PurePath(self.output).with_suffix('.pt2')}"
+            )
 
 
 #: The most pixels an image file may hold before Pillow refuses it as a possible decompression bomb (twice

@@ -2,9 +2,10 @@
 
 Shapes: ``forward(image [H, W, C_in] uint8) -> [H, W, C_out] uint8``. Inside: scaled to [-1, 1] as
 :class:`translate.inference.translator.Translator` scales, padded at the bottom and right to the generator's
-multiple by reflection, translated, cropped back and rounded to 8 bits, so an exported file gives the pixels
-``g(image)`` gives (reflection needs each side longer than its padding: at least ``multiple`` pixels).
-Every size is computed from the input's shape, so a traced graph takes any image size.
+multiple by reflection, translated, cropped back and rounded to 8 bits (half to even, as ``g(image)``), so
+an exported file gives the pixels ``g(image)`` gives, up to the runtime's kernels (docs/export.md; reflection
+needs each side longer than its padding: at least ``multiple`` pixels). Every size is computed from the
+input's shape, so an exported program (``torch.export`` with free height and width) takes any image size.
 """
 
 from __future__ import annotations
