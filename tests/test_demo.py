@@ -27,9 +27,9 @@ import translate
 from _models_helpers import TINY_CYCLEGAN, train, translate_test, write_folder
 from helpers import compose_config
 from translate.cli.demo import main as demo_main
-from translate.cli.demo import validate_demo
 from translate.cli.demo_page import DemoPage, about_markdown
 from translate.errors import ConfigError
+from translate.settings.validate import validate_demo
 
 
 @pytest.fixture(scope="module")

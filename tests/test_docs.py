@@ -20,11 +20,9 @@ import pytest
 
 from helpers import compose_config
 from translate.cli.app import runs_nothing
-from translate.cli.bundle import validate_bundle
 from translate.cli.compose import check_command_line, overrides_of
-from translate.cli.demo import validate_demo
 from translate.errors import TranslateError
-from translate.settings.validate import validate_apply, validate_export, validate_test, validate_train
+from translate.settings.validate import validate_apply, validate_bundle, validate_demo, validate_export, validate_test, validate_train
 
 PROGRAMS = {
     "translate-train": "train",

@@ -1,7 +1,7 @@
 """The one validation that turns a composed config into typed objects, and the objective a run reports to
 a sweeper.
 
-Hydra composes YAML; :func:`validate_train`, :func:`validate_test` and :func:`validate_export` merge it into
+Hydra composes YAML; :func:`validate_train` and :func:`validate_command` (every other command) merge it into
 the schemas (a misspelled key, a value of the wrong type or an unknown choice fails there, naming the key),
 then run every range and cross-key check: each schema's own ``check`` (``translate.config``,
 ``translate.data.configs``, ``translate.models.configs``) and the rules that span sections, here. They run
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional, Type, cast
+from typing import Any, Mapping, Optional, Type, TypeVar, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from translate.augment import parse_policy
-from translate.config import ApplyConfig, BestMode, ExportConfig, TestConfig, plain, to_typed
+from translate.config import ApplyConfig, BestMode, BundleConfig, DemoConfig, ExportConfig, TestConfig, plain, to_typed
 from translate.data.configs import DATA_SCHEMAS, DataConfig, root_not_set
 from translate.errors import ConfigError
 from translate.evaluation.image_metrics import higher_is_better
@@ -160,23 +160,34 @@ def validate_train(cfg: Any) -> TrainConfig:
     return typed
 
 
-def validate_test(cfg: Any) -> TestConfig:
-    """translate-test's composed config as a checked :class:`TestConfig` (its ``data`` and ``model``
-    overrides stay raw until the test knows the run they apply to: :func:`typed_data`, :func:`typed_model`)."""
-    typed = to_typed(TestConfig, cfg)
+CommandConfig = TypeVar("CommandConfig", TestConfig, ExportConfig, ApplyConfig, BundleConfig, DemoConfig)
+
+
+def validate_command(schema: Type[CommandConfig], cfg: Any) -> CommandConfig:
+    """The composed config of a command that uses a trained generator (translate-test, -export, -apply, -bundle,
+    -demo) as its checked schema; ConfigError names the first bad key."""
+    typed = to_typed(schema, cfg)
     typed.check()
     return typed
+
+
+def validate_test(cfg: Any) -> TestConfig:
+    """translate-test's config (its ``data`` and ``model`` overrides stay raw until the test knows the run they
+    apply to: :func:`typed_data`, :func:`typed_model`)."""
+    return validate_command(TestConfig, cfg)
 
 
 def validate_export(cfg: Any) -> ExportConfig:
-    """translate-export's composed config as a checked :class:`ExportConfig`."""
-    typed = to_typed(ExportConfig, cfg)
-    typed.check()
-    return typed
+    return validate_command(ExportConfig, cfg)
 
 
 def validate_apply(cfg: Any) -> ApplyConfig:
-    """translate-apply's composed config as a checked :class:`ApplyConfig`."""
-    typed = to_typed(ApplyConfig, cfg)
-    typed.check()
-    return typed
+    return validate_command(ApplyConfig, cfg)
+
+
+def validate_bundle(cfg: Any) -> BundleConfig:
+    return validate_command(BundleConfig, cfg)
+
+
+def validate_demo(cfg: Any) -> DemoConfig:
+    return validate_command(DemoConfig, cfg)
