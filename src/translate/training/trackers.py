@@ -170,7 +170,7 @@ class CsvTracker(Tracker):
 class WandbTracker(Tracker):
     """A Weights & Biases run: the config as its config, scalars and images in its history at each step, the
     summary in its summary. Its files go in ``<run dir>/wandb/`` (``$WANDB_DIR/wandb/`` when that is set);
-    a resumed run continues the W&B run of the same id (W&B keeps the values it already has for a step)."""
+    a resumed run continues the W&B run of the same id (which takes no step lower than the last it holds)."""
 
     name, config = "wandb", WandbConfig
 
