@@ -134,7 +134,7 @@ def test_bad_override_is_a_short_clear_error(run_cli, tmp_path, override, named)
 def test_help_lists_the_config_groups(run_cli, tmp_path):
     proc = run_cli("translate-train", "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for line in ("model: cgan", "device: auto, cpu, cuda, mps", "logger: none, tensorboard", "debug: smoke"):
+    for line in ("model: cgan", "device: auto, cpu, cuda, mps", "logger: csv, many, mlflow, none, tensorboard, wandb", "debug: smoke"):
         assert line in proc.stdout, proc.stdout
     for group in ("data:", "trainer:", "experiment:", "paths:"):
         assert f"\n{group}" in proc.stdout, proc.stdout

@@ -175,12 +175,87 @@ class DeviceConfig:
     sync_bn: bool = False
 
 
+class WandbMode(Choice):
+    """How a W&B run syncs: ``online`` (to the server as it trains; needs WANDB_API_KEY or ``wandb login``)
+    or ``offline`` (files only, uploaded later with ``wandb sync``)."""
+
+    online = "online"
+    offline = "offline"
+
+
 @dataclass
-class LoggerConfig:
+class TensorBoardConfig:
     """TensorBoard events in <run dir>/tb/ (open with: tensorboard --logdir outputs)."""
 
-    name: str = "tensorboard"
-    enabled: bool = True
+
+@dataclass
+class CsvConfig:
+    """<run dir>/metrics.csv (step, tag, value: one row per logged number) and the image grids as PNG files
+    in <run dir>/images/."""
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases (pip install "translate[wandb]"); its files go in <run dir>/wandb/ ($WANDB_DIR when set)."""
+
+    project: str = "translate"
+    # The W&B user or team; null: the account's default entity.
+    entity: Optional[str] = None
+    # online | offline; null: $WANDB_MODE, else online.
+    mode: Optional[WandbMode] = None
+    tags: List[str] = field(default_factory=list)
+
+    def check(self, where: str) -> None:
+        require(bool(self.project.strip()), f"{where}.project", repr(self.project), "is empty; name the W&B project, e.g. translate")
+
+
+@dataclass
+class MlflowConfig:
+    """MLflow (pip install "translate[mlflow]"): a run in ``experiment`` of the tracking store at ``tracking_uri``."""
+
+    # A database (sqlite:///<file>), or a server (http://host:5000); the default: $MLFLOW_TRACKING_URI, else
+    # <paths.output_dir>/mlflow.db, with the image grids beside it in mlartifacts/.
+    tracking_uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///${paths.output_dir}/mlflow.db}"
+    experiment: str = "translate"
+
+    def check(self, where: str) -> None:
+        require(
+            bool(self.tracking_uri.strip()), f"{where}.tracking_uri", repr(self.tracking_uri), "is empty; e.g. sqlite:///outputs/mlflow.db"
+        )
+        require(bool(self.experiment.strip()), f"{where}.experiment", repr(self.experiment), "is empty; name the MLflow experiment")
+
+
+@dataclass
+class LoggerConfig:
+    """The experiment trackers a run logs to: each one whose section is set (conf/logger/ sets them: logger=wandb,
+    logger=[tensorboard,mlflow], logger=many). Every tracker gets the config, the losses and learning rates, the
+    validation metrics, the image grids, the run's summary and translate-test's metrics (docs/tracking.md)."""
+
+    # The logger option chosen (conf/logger/<name>.yaml); with a list of options, the last one.
+    name: str = "none"
+    tensorboard: Optional[TensorBoardConfig] = None
+    csv: Optional[CsvConfig] = None
+    wandb: Optional[WandbConfig] = None
+    mlflow: Optional[MlflowConfig] = None
+
+    @property
+    def trackers(self) -> List[str]:
+        """The names of the trackers this config turns on, in a fixed order."""
+        return [name for name in TRACKER_NAMES if getattr(self, name) is not None]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.trackers)
+
+    def check(self, where: str = "logger") -> None:
+        for name in ("wandb", "mlflow"):
+            section = getattr(self, name)
+            if section is not None:
+                section.check(f"{where}.{name}")
+
+
+#: The trackers, as LoggerConfig's sections and conf/logger/ name them.
+TRACKER_NAMES = ("tensorboard", "csv", "wandb", "mlflow")
 
 
 @dataclass

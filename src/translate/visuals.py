@@ -25,8 +25,12 @@ def rows_to_grid(rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return make_grid(torch.cat(tensors), nrow=ncol, padding=2, pad_value=1.0)
 
 
+def to_pixels(image: torch.Tensor) -> torch.Tensor:
+    """One [C, H, W] image in [0, 1] (C = 1 or 3) as 8-bit pixels: [H, W] (grey) or [H, W, 3]."""
+    array = (image * 255.0).round().to(torch.uint8)
+    return array[0] if array.size(0) == 1 else array.permute(1, 2, 0)
+
+
 def save_png(image: torch.Tensor, path: Union[str, Path]) -> None:
     """Save one [C, H, W] image in [0, 1] (C = 1 or 3) as PNG, atomically."""
-    array = (image * 255.0).round().to(torch.uint8)
-    array = array[0] if array.size(0) == 1 else array.permute(1, 2, 0)
-    atomic_write(path, lambda tmp: Image.fromarray(array.numpy()).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(to_pixels(image).numpy()).save(tmp, format="PNG"))

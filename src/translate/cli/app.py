@@ -13,13 +13,17 @@ from hydra.core.config_store import ConfigStore
 from translate.config import (
     ApplyConfig,
     BundleConfig,
+    CsvConfig,
     DemoConfig,
     DeviceConfig,
     ExportConfig,
     LoggerConfig,
+    MlflowConfig,
     PathsConfig,
+    TensorBoardConfig,
     TestConfig,
     TrainerConfig,
+    WandbConfig,
 )
 from translate.data.configs import ImageDataConfig, MNISTDataConfig
 from translate.errors import TranslateError
@@ -58,6 +62,11 @@ def register_schemas() -> None:
         ("schema_trainer", TrainerConfig),
         ("schema_device", DeviceConfig),
         ("schema_logger", LoggerConfig),
+        # One per tracker: conf/logger/<tracker>.yaml sets only its own section, so a list of them composes.
+        ("schema_logger_tensorboard", TensorBoardConfig),
+        ("schema_logger_csv", CsvConfig),
+        ("schema_logger_wandb", WandbConfig),
+        ("schema_logger_mlflow", MlflowConfig),
         ("schema_paths", PathsConfig),
         ("schema_data_mnist", MNISTDataConfig),
         ("schema_data_images", ImageDataConfig),

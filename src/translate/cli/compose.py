@@ -146,17 +146,24 @@ def check_command_line(config_name: str, args: Sequence[str]) -> None:
         for override in choices:
             value = _first_value(override)
             options = loader.get_group_options(override.key_or_group)
-            if override.type != OverrideType.DEL and value is not _ABSENT and value is not None and str(value) not in options:
-                group = override.key_or_group
-                raise ConfigError(
-                    f"{group}={value} is not an option of {group}{_nearest(str(value), options)} (options: {', '.join(options)})"
-                )
-        first = [_line(o) if o.type == OverrideType.DEL else f"{o.get_key_element()}={_first_value(o)}" for o in choices]
+            # A list (logger=[tensorboard,csv]) picks several options, merged in order.
+            for one in value if isinstance(value, list) else [value]:
+                if override.type != OverrideType.DEL and one is not _ABSENT and one is not None and str(one) not in options:
+                    group = override.key_or_group
+                    raise ConfigError(
+                        f"{group}={one} is not an option of {group}{_nearest(str(one), options)} (options: {', '.join(options)})"
+                    )
+        first = [_line(o) if o.type == OverrideType.DEL else f"{o.get_key_element()}={_as_value(_first_value(o))}" for o in choices]
         cfg = compose(config_name, overrides=first, return_hydra_config=False)
     for override in own:
         if override in choices or override.type in (OverrideType.ADD, OverrideType.FORCE_ADD):
             continue  # +key adds what is not there yet; Hydra refuses a key that already is
         _check_value(cfg, override)
+
+
+def _as_value(value: Any) -> str:
+    """A group's choice as an override's value: ``a``, or ``[a,b]`` for a list of options."""
+    return f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 def _check_value(cfg: DictConfig, override: Override) -> None:

@@ -147,17 +147,19 @@ def write_summary(sweep_dir: Path) -> List[Dict[str, Any]]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: checks an Optuna sweep's direction before the first job, and writes and prints the
-    summary table after the last one."""
+    """Hydra callback: checks an Optuna sweep's direction and its trackers before the first job, and writes and
+    prints the summary table after the last one."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Imported here: the callback is built for every run, and torch is needed only once a sweep starts.
         from translate.cli.app import fail
         from translate.settings.validate import objective_of, validate_train
+        from translate.training.trackers import check_ready
 
         try:
             run = validate_train(OmegaConf.masked_copy(config, [str(key) for key in config if key != "hydra"]))
             check_direction(config, objective_of(run).direction)
+            check_ready(run.logger)
         except TranslateError as err:
             fail("translate-train", err)
 

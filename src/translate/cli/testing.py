@@ -40,6 +40,7 @@ from translate.models.base import DataInfo, GANModel
 from translate.models.checkpoint import Checkpoint, is_checkpoint, trained_model
 from translate.models.generator_only import GeneratorOnly
 from translate.settings.validate import check_model_data, typed_data, typed_model
+from translate.training.trackers import report_test
 
 log = logging.getLogger(__name__)
 
@@ -110,4 +111,7 @@ def run_test(cfg: TestConfig) -> Path:
     with output_folder(out) as folder, torch.no_grad():
         log.info("testing %s (%s) into %s", ckpt_path, getattr(model.cfg, "name", "generator"), out)
         protocol_for(model).test(model, data, cfg, folder, device)
+    # The run's trackers get the metrics too, as test_<checkpoint>[_<data>][_<split>]/<metric> (docs/tracking.md).
+    tag = "_".join(["test", ckpt_path.stem, *([data.name] if cfg.data is not None else []), *([cfg.split] if cfg.split != "test" else [])])
+    report_test(ckpt_path.parent.parent, tag, out / "metrics.json")
     return out

@@ -56,8 +56,10 @@ def train(cfg: DictConfig, run_dir: Path, attempt: Attempt) -> Optional[float]:
     from translate.settings.validate import objective_of, validate_train
     from translate.training.distributed import is_main
     from translate.training.engine import Trainer
+    from translate.training.trackers import check_ready
 
     typed = validate_train(cfg)
+    check_ready(typed.logger)  # a tracker's package or account missing: one line, before any data or network
     objective = objective_of(typed)
     typed = replace(typed, resume=typed.resume or sweeps.own_checkpoint(run_dir))
     typed = replace(typed, data=prepare_data(typed.data))

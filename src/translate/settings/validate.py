@@ -149,6 +149,7 @@ def validate_train(cfg: Any) -> TrainConfig:
     typed = replace(to_typed(TrainConfig, rest, base=base), model=model, data=data)
     typed.trainer.check()
     typed.metrics.check()
+    typed.logger.check()
     check_model_data(model, data, compile=typed.device.compile)
     if typed.metrics.fid is True and _model_class(model.name).task != "translate":
         raise ConfigError(

@@ -4,7 +4,7 @@
 validation, checkpoints, stop signals and, over several processes, the agreement to stop at the same step.
 Its parts each own one concern: :class:`~translate.training.step.TrainStep` (mixed precision, updates,
 non-finite steps), :class:`~translate.training.state.RunState` (checkpoints and exact resume) and
-:class:`~translate.training.reporting.RunReport` (TensorBoard, samples, the progress bar). Models plug in
+:class:`~translate.training.reporting.RunReport` (the trackers, samples, the progress bar). Models plug in
 through ``translate.models.base.GANModel``; nothing here knows which model it trains.
 """
 
@@ -40,7 +40,7 @@ def _batch_len(batch: Any) -> int:
 
 
 class Trainer:
-    """Train ``cfg.model`` on ``cfg.data``, writing checkpoints, TensorBoard events and samples to ``run_dir``.
+    """Train ``cfg.model`` on ``cfg.data``, writing checkpoints, the trackers' logs and samples to ``run_dir``.
 
     :meth:`fit` trains; a caller that drives steps itself (a benchmark) calls :meth:`build` and then
     :meth:`train_step`.
@@ -55,7 +55,7 @@ class Trainer:
         if self.rank != 0:  # one log is enough; warnings still come from every process
             logging.getLogger("translate").setLevel(logging.WARNING)
         self.channels_last = cfg.device.channels_last and self.device.type != "mps"
-        self.report = RunReport(self.run_dir, self.rank == 0, cfg.logger.enabled, cfg.trainer.progress_bar)
+        self.report = RunReport(self.run_dir, cfg, enabled=self.rank == 0)
         # The signal this process received, and the one all processes agreed to stop for (see _stopping).
         self._signal_received: Optional[int] = None
         self._stop_signal: Optional[int] = None
@@ -233,7 +233,7 @@ class Trainer:
                 if progress.sample_in_epoch or progress.step == first_step or final_validation:
                     self.state.save("latest.pt")
                 self._images(png_name="final.png")
-                self.report.hparams(self.cfg, progress.step, progress.best)
+                self.report.summary(progress.step, progress.best)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
