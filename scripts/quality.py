@@ -39,8 +39,8 @@ verdict is ``better`` when it is better on at least one metric and worse on none
 where it stopped and a larger ``--seeds`` adds only the new seeds.
 
     python scripts/quality.py                       # every task and recipe, 3 seeds: about 90 CPU-minutes
-    python scripts/quality.py --quick               # 2 recipes a task, 2 seeds
-    python scripts/quality.py --seeds 5 --recipes resize_conv,cgan:ema,denoise:ema,deblur:ema   # docs/results.md's run
+    python scripts/quality.py --quick               # 2 recipes a task, 2 seeds: about 22 CPU-minutes
+    python scripts/quality.py --tasks denoise,deblur --recipes resize_conv,denoise:ema --seeds 5   # the held-out runs of docs/results.md
     python scripts/quality.py --mnist-root path/holding/MNIST   # the real MNIST (torchvision layout)
 """
 
@@ -50,7 +50,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -548,8 +547,13 @@ def markdown(report: Dict[str, object]) -> str:
 
 
 def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average {load:.1f} at the start, torch {torch.__version__}"
+    """The CPU by name (benchmark.py's description), the load beside the suite, torch and the date."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark import machine as describe  # a sibling script, not a package
+
+    info = describe({"torch": torch.__version__, "threads": 1, "cuda_name": None})
+    load = info["load_average_at_start"][0]
+    return f"{info['device']}, load average {load:.1f} at the start, torch {info['torch']}, {info['date']}"
 
 
 def choose_recipes(tasks: Dict[str, Task], spec: Optional[str], quick: bool) -> Dict[str, List[str]]:
