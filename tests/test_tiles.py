@@ -81,16 +81,19 @@ def probed_reach(net: nn.Module, size: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "net, size",
+    "make, size",
     [
-        (ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2), 96),
-        (ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2, upsample="resize_conv"), 96),
-        (ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2, antialias=True, antialias_up=True), 96),
-        (UnetGenerator(3, 3, 5, ngf=2), 256),
+        (lambda: ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2), 96),
+        (lambda: ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2, upsample="resize_conv"), 96),
+        (lambda: ResnetGenerator(3, 3, ngf=4, norm="batch", n_blocks=2, antialias=True, antialias_up=True), 96),
+        (lambda: UnetGenerator(3, 3, 5, ngf=2), 256),
     ],
     ids=["resnet", "resize_conv", "antialias", "unet"],
 )
-def test_the_reach_is_what_perturbing_one_pixel_measures(net, size):
+def test_the_reach_is_what_perturbing_one_pixel_measures(make, size):
+    # Seeded: with 4 channels, some random draws leave every ReLU after a layer off, and nothing moves at all.
+    torch.manual_seed(0)
+    net = make()
     assert generator_reach(net) == probed_reach(net, size)
 
 

@@ -153,14 +153,17 @@ def _phases_on_stderr() -> Iterator[None]:
     logger = logging.getLogger("translate.hub")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("translate-data: %(message)s"))
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Said here once: not again through whatever handlers the root logger holds in this process.
+    logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
