@@ -12,6 +12,7 @@ ONEDNN_MAX_CPU_ISA select exist on a CPU with AVX-512 (on one without, avx512 fa
     python scripts/outcome_spread.py                                  # tests/test_learning.py, 6 paths x 1 and 2 threads
     python scripts/outcome_spread.py -k projection --threads 1        # one test, one thread
     python scripts/outcome_spread.py --paths avx2 default --json spread.json tests/test_pix2pix.py
+    python scripts/outcome_spread.py --show spread.json                # that table again
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def run_pytest(tests: List[str], select: str | None, env: Dict[str, str], thread
     the node ids that failed."""
     log, report = work / "outcome.jsonl", work / "report.xml"
     log.unlink(missing_ok=True)
-    environ = {**os.environ, **env, "TRANSLATE_OUTCOME_LOG": str(log), "TRANSLATE_TEST_THREADS": str(threads)}
+    # OMP_WAIT_POLICY=PASSIVE: threads that sleep rather than spin at each barrier; on a shared machine two spinning
+    # threads made each run 5 times slower. It changes when a thread waits, not what it adds.
+    environ = {**os.environ, **env, "TRANSLATE_OUTCOME_LOG": str(log), "TRANSLATE_TEST_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), environ.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests]
     subprocess.run([*command, *(["-k", select] if select else [])], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, check=False)
@@ -78,11 +81,15 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="numeric paths (default: all)")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch threads of each run (default: 1 2)")
     parser.add_argument("--json", type=Path, help="also write every record here (rewritten after each run)")
+    parser.add_argument("--show", type=Path, help="print the table of a --json file and run nothing")
     args = parser.parse_args()
+    if args.show:
+        print(table({run: (found["records"], found["failed"]) for run, found in json.loads(args.show.read_text()).items()}))
+        return
     runs: Dict[str, Tuple[List[dict], List[str]]] = {}
     with tempfile.TemporaryDirectory() as work:
-        for path in args.paths:
-            for threads in args.threads:
+        for threads in args.threads:
+            for path in args.paths:
                 name = f"{path} t{threads}"
                 start = time.perf_counter()
                 runs[name] = run_pytest(args.tests, args.select, PATHS[path], threads, Path(work))

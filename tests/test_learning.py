@@ -28,11 +28,8 @@ QUIET = ["logger=none", "trainer.save_every_n_epochs=1000"]
 
 def validation_scores(trainer: Trainer) -> Dict[str, float]:
     """The run's validation metrics (what translate-test reports on the val split) for the model as it is now."""
-    model = trainer.model.eval()
-    try:
-        return {name: value["mean"] for name, value in trainer.run.validation(model, trainer.device).items()}
-    finally:
-        model.train()
+    scores = read_in_eval_mode(trainer.model, lambda model: trainer.run.validation(model, trainer.device))
+    return {name: value["mean"] for name, value in scores.items()}
 
 
 class LateReadings(Trainer):
@@ -109,8 +106,9 @@ def test_cgan_learns_digits_of_the_class_asked_for(tmp_path, outcome):
     end = median(late)
     outcome(start=start, end=end, late=late)
     assert start < 0.2, start  # an untrained generator's digits are read as one class or another at random
-    # 500 digits: at chance (0.1) the accuracy would be within 0.1 +- 0.04 (3 standard errors)
-    assert end > 0.3 and end > start + 0.15, (start, late)  # SPREAD
+    # 500 digits: at chance (0.1) the accuracy would be within 0.1 +- 0.04 (3 standard errors); a generator
+    # deaf to the class reads 0.08 to 0.12
+    assert end > 0.25 and end > start + 0.15, (start, late)  # measured 0.356 to 0.560 on 12 numeric paths
 
 
 def test_projection_cgan_learns_digits_of_the_class_asked_for(tmp_path, outcome):
@@ -121,7 +119,7 @@ def test_projection_cgan_learns_digits_of_the_class_asked_for(tmp_path, outcome)
     end = median(late)
     outcome(start=start, end=end, late=late)
     assert start < 0.2, start
-    assert end > 0.3 and end > start + 0.15, (start, late)  # SPREAD
+    assert end > 0.25 and end > start + 0.15, (start, late)  # measured 0.370 to 0.628 on 12 numeric paths
 
 
 # --- pix2pix: the L1 distance to the true B on unseen pairs ----------------------------------------------
@@ -160,8 +158,8 @@ def test_pix2pix_learns_a_mapping_it_has_not_seen_the_test_pairs_of(tmp_path, ou
     start, end = pix2pix_scores(tmp_path, 0, 80)
     outcome(start_L1=start["L1"], end_L1=end["L1"], start_PSNR=start["PSNR"], end_PSNR=end["PSNR"])
     assert start["L1"] > 0.4, start  # an untrained U-Net is far from the inverted image
-    assert end["L1"] < 0.5 * start["L1"], (start, end)
-    assert end["PSNR"] > start["PSNR"] + 3, (start, end)
+    assert end["L1"] < 0.5 * start["L1"], (start, end)  # measured 0.30 x start on 12 numeric paths
+    assert end["PSNR"] > start["PSNR"] + 3, (start, end)  # measured + 9.2 to + 9.4 dB on 12 numeric paths
 
 
 # --- CycleGAN: back where it started, and the right translation without pairs ---------------------------
@@ -225,8 +223,8 @@ def test_cyclegan_learns_to_invert_colours_from_unpaired_images(tmp_path, outcom
     found = cyclegan_scores(tmp_path, 0, 120)
     outcome(**found)
     for side in "AB":
-        assert found[f"end_cycle_L1_{side}"] < 0.5 * found[f"start_cycle_L1_{side}"], found
-    assert found["end_truth"] < 0.5 * found["start_truth"], found
+        assert found[f"end_cycle_L1_{side}"] < 0.5 * found[f"start_cycle_L1_{side}"], found  # measured 0.31 to 0.39 x start
+    assert found["end_truth"] < 0.5 * found["start_truth"], found  # measured 0.34 to 0.39 x start on 12 numeric paths
 
 
 # --- CUT and FastCUT: brighter, with each block where it was ----------------------------------------------
@@ -290,7 +288,9 @@ def cut_learned(start: Dict[str, float], late: list[Dict[str, float]]) -> Dict[s
     end = {key: median([reading[key] for reading in late]) for key in start}
     # 288 independent values (16 squares x 3 channels x 6 images): unrelated images correlate within about
     # +-0.06; a collapsed or shuffled output scores near 0, an inverted one below 0.
-    learned = end["l1"] < 0.6 * start["l1"] and abs(start["corr"]) < 0.15 and end["corr"] > 0.2  # SPREAD
+    # measured where it learned, on 12 numeric paths: l1 0.47 to 0.52 x start, corr 0.235 to 0.392; PatchNCE left
+    # out: corr 0.03 to 0.06
+    learned = end["l1"] < 0.6 * start["l1"] and abs(start["corr"]) < 0.15 and end["corr"] > 0.15
     return {"start_l1": start["l1"], "start_corr": start["corr"], "end_l1": end["l1"], "end_corr": end["corr"], "learned": learned}
 
 
@@ -301,10 +301,10 @@ def test_cut_learns_a_known_translation_from_unpaired_images(tmp_path, outcome):
 
 
 def test_fastcut_learns_a_known_translation_from_unpaired_images_from_one_seed_in_three(tmp_path, outcome):
-    # FastCUT (lambda_NCE 10, no identity term) from about 1 seed in 4 keeps the input's pattern but stays
-    # dark for hundreds of steps, on every numeric path (a local solution where PatchNCE outweighs the GAN
-    # term; CUT's identity term and lambda 1 avoid it); a broken FastCUT learns from none. Up to 3 seeds,
-    # stopping at the first that learns.
+    # FastCUT (lambda_NCE 10, no identity term) from some seeds keeps the input's pattern but stays dark for
+    # hundreds of steps (PatchNCE outweighs the GAN term; CUT's identity term and lambda 1 avoid it): seeds 0
+    # and 6 of the first 10 on one path, and seed 0 on 5 of 12 numeric paths (seed 1 learned on all it ran
+    # on). A broken FastCUT learns from none. Up to 3 seeds, stopping at the first that learns.
     found = []
     for seed in range(3):
         found.append(cut_learned(*cut_scores(tmp_path, seed, 160, "fastcut")))
