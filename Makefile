@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-quick quality quality-quick clean
+.PHONY: install demo test test-numeric bench bench-quick quality quality-quick clean
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The learning tests once more on another numeric path: ATen's kernels without SIMD, on two threads (other sums
+# in another order). A GAN's outcome moves with the path as with the seed; a threshold set on one CPU kind only
+# fails here. Every path's spread: scripts/outcome_spread.py and docs/results.md (outcome tests across numeric paths).
+# OMP_WAIT_POLICY=PASSIVE: two threads that sleep at each barrier rather than spin (on a shared machine, 5 times faster).
+NUMERIC_PATH ?= ATEN_CPU_CAPABILITY=default TRANSLATE_TEST_THREADS=2
+
+test-numeric: $(STAMP)
+	env OMP_WAIT_POLICY=PASSIVE $(NUMERIC_PATH) $(BIN)/pytest tests/test_learning.py
 
 # The benchmark suite (scripts/benchmark.py): every speed setting against the reference step, measured
 # side by side, each runner in a process of its own (at most two alive: the memory stays that of two
