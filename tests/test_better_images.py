@@ -377,6 +377,8 @@ def deterministic():
 
 @pytest.mark.parametrize("case", CASES)
 def test_each_option_trains_resumes_bit_for_bit_and_exports(case, deterministic, tmp_path):
+    # Exact, not within a tolerance: both runs compute on one machine and one numeric path (same kernels, same
+    # threads, same order of sums), so any difference is state the resume lost, whatever the CPU kind.
     model, options = CASES[case]
     overrides = [*model_overrides(model, tmp_path / "data"), *options, *deterministic]
     straight, run = tmp_path / "straight", tmp_path / "run"

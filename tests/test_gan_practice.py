@@ -60,6 +60,8 @@ def test_the_generator_learns_on_every_nth_step_and_the_critic_on_every_step(tmp
 
 
 def test_several_critic_steps_resume_exactly_mid_cycle(tmp_path):
+    # Exact, not within a tolerance: both runs compute on one machine and one numeric path (same kernels, same
+    # threads, same order of sums), so any difference is state the resume lost, whatever the CPU kind.
     args = [*TINY, "trainer.d_steps_per_g_step=3", "trainer.lr_policy=constant"]
     straight = helpers.train(tmp_path / "straight", *args, "trainer.max_steps=7")
     helpers.train(tmp_path / "split", *args, "trainer.max_steps=4")
@@ -97,6 +99,8 @@ def test_ema_forgets_the_initial_weights_in_a_short_run_and_keeps_its_decay_in_a
 
 
 def test_ema_is_saved_resumed_exactly_and_used_by_test_and_export(tmp_path):
+    # Exact, not within a tolerance: both runs compute on one machine and one numeric path (same kernels, same
+    # threads, same order of sums), so any difference is state the resume lost, whatever the CPU kind.
     args = [*TINY, "model.ema.decay=0.9", "trainer.lr_policy=constant"]
     straight = helpers.train(tmp_path / "straight", *args, "trainer.max_steps=4")
     run = tmp_path / "split"

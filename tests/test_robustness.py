@@ -139,6 +139,8 @@ def damage(path: Path, how: str) -> Path:
 
 @pytest.mark.parametrize("model,stop", RESUME_CASES)
 def test_stop_and_resume_gives_bit_identical_training_state(model, stop, straight_runs, deterministic, tmp_path, caplog):
+    # Exact, not within a tolerance: both runs compute on one machine and one numeric path (same kernels, same
+    # threads, same order of sums), so any difference is state the resume lost, whatever the CPU kind.
     caplog.set_level(logging.INFO, logger="translate")
     overrides = [*model_overrides(model, tmp_path / "data"), *deterministic]
     expected = straight_runs(model, overrides)
