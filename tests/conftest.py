@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -29,6 +30,14 @@ def compose_config() -> Callable[..., DictConfig]:
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
     """:func:`helpers.run_cli`."""
     return helpers.run_cli
+
+
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory) -> Path:
+    """One step of a tiny cGAN on the bundled digits, without a moving average (model.ema.decay 0)."""
+    run = tmp_path_factory.mktemp("cgan") / "run"
+    helpers.train(run, *helpers.TINY, "logger=none", "trainer.max_steps=1")
+    return run
 
 
 @pytest.fixture

@@ -85,14 +85,6 @@ def cyclegan_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-@pytest.fixture(scope="module")
-def cgan_run(tmp_path_factory) -> Path:
-    """One step of a tiny cGAN on the bundled digits, without a moving average (model.ema.decay 0)."""
-    run = tmp_path_factory.mktemp("cgan") / "run"
-    helpers.train(run, *helpers.TINY, "logger=none", "trainer.max_steps=1")
-    return run
-
-
 # ------------------------------------------------------------------------------------------------ the API
 
 

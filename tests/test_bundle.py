@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 
-import helpers
 import translate
 from _models_helpers import TINY_CYCLEGAN, train, train_config, translate_test, write_folder
 from helpers import assert_same_tensors
@@ -46,13 +45,6 @@ def cyclegan_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bundle(cyclegan_run, tmp_path_factory) -> Path:
     return write_bundle(cyclegan_run, tmp_path_factory.mktemp("bundles") / "horses")
-
-
-@pytest.fixture(scope="module")
-def cgan_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("cgan") / "run"
-    helpers.train(run, *helpers.TINY, "logger=none", "trainer.max_steps=1")
-    return run
 
 
 def photo(seed: int = 0) -> np.ndarray:

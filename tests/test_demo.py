@@ -43,13 +43,6 @@ def cyclegan_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-@pytest.fixture(scope="module")
-def cgan_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("cgan") / "run"
-    helpers.train(run, *helpers.TINY, "logger=none", "trainer.max_steps=1")
-    return run
-
-
 def demo_config(run: Path, *overrides: str):
     return validate_demo(compose_config("demo", f"run={run}", "device=cpu", *overrides))
 
