@@ -378,6 +378,15 @@ class ExportConfig:
 PILLOW_MAX_IMAGE_PIXELS = 178_956_970
 
 
+def check_tiles(tile: Optional[int], overlap: Optional[int]) -> None:
+    """``tile`` and ``overlap`` of translate-apply and translate-demo: a tile of at least 16 px (None: whole
+    images), an overlap smaller than it (None: the generator's receptive field)."""
+    at_least(tile, 16, "tile", "null translates each image whole", optional=True)
+    at_least(overlap, 0, "overlap", "null takes the generator's receptive field", optional=True)
+    if tile is not None and overlap is not None and overlap >= tile:
+        raise ConfigError(f"overlap={overlap} must be smaller than tile={tile}, e.g. overlap={tile // 8}")
+
+
 @dataclass
 class ApplyConfig:
     """translate-apply's config (conf/apply.yaml): which generator, on which images or video, into where."""
@@ -431,10 +440,7 @@ class ApplyConfig:
         require(self.labels is None or min(self.labels) >= 0, "labels", self.labels, "must be classes 0, 1, ...")
         at_least(self.n, 1, "n", "samples drawn of each label")
         require(self.direction in ("AtoB", "BtoA"), "direction", self.direction, "is not known; use AtoB or BtoA")
-        at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
-        at_least(self.overlap, 0, "overlap", "null takes the generator's receptive field", optional=True)
-        if self.tile is not None and self.overlap is not None and self.overlap >= self.tile:
-            raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
+        check_tiles(self.tile, self.overlap)
         at_least(self.batch_size, 1, "batch_size", optional=True)
         require(self.fps > 0, "fps", self.fps, "must be > 0, e.g. 30")
         at_least(self.max_image_pixels, 0, "max_image_pixels", "null or 0: no limit", optional=True)
@@ -469,7 +475,8 @@ class DemoConfig:
     weights: Weights = Weights.ema
     # Images larger than tile pixels a side are translated in overlapping tiles, in bounded memory; null: whole.
     tile: Optional[int] = 1024
-    overlap: int = 64
+    # null: the generator's receptive field, as translate-apply (docs/apply.md#large-images-tiles-without-seams).
+    overlap: Optional[int] = None
     # Images or tiles per forward pass; null: 1 on the CPU, 4 on a GPU.
     batch_size: Optional[int] = None
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -481,10 +488,7 @@ class DemoConfig:
         require(
             self.port is None or 1 <= self.port <= 65535, "port", self.port, "must be within 1..65535 (or null: the first free from 7860)"
         )
-        at_least(self.tile, 16, "tile", "null translates each image whole", optional=True)
-        at_least(self.overlap, 0, "overlap")
-        if self.tile is not None and self.overlap >= self.tile:
-            raise ConfigError(f"overlap={self.overlap} must be smaller than tile={self.tile}, e.g. overlap={self.tile // 8}")
+        check_tiles(self.tile, self.overlap)
         at_least(self.batch_size, 1, "batch_size", optional=True)
 
 
